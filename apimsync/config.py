@@ -1,0 +1,399 @@
+"""Configuration: ``apimsync.yaml`` → typed, validated, frozen :class:`Settings`.
+
+Precedence: explicit overrides (CLI flags, notebook keywords) > environment (``APIMSYNC_<SECTION>_<KEY>``, and the
+APIOps names ``AZURE_SUBSCRIPTION_ID``, ``AZURE_RESOURCE_GROUP_NAME``, ``API_MANAGEMENT_SERVICE_NAME``) > the file
+> defaults. Every problem is one ``ConfigError`` line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from apimsync.errors import ConfigError
+
+DEFAULT_FILE = "apimsync.yaml"
+API_ID_FORBIDDEN = re.compile(r"[*#&+:<>?]")
+SERVICE_NAME = re.compile(r"^[a-zA-Z](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?$")
+NAMED_VALUE_NAME = re.compile(r"^[A-Za-z0-9\-._]+$")
+WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+
+
+def _frozen_map(value: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    return types.MappingProxyType(dict(value or {}))
+
+
+@dataclass(frozen=True)
+class Workspace:
+    name: str = "default"
+    host: str | None = None
+    profile: str | None = None
+
+
+@dataclass(frozen=True)
+class Selection:
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=_frozen_map)
+    ready_only: bool = True
+
+
+@dataclass(frozen=True)
+class ApimTarget:
+    subscription_id: str
+    resource_group: str
+    service: str
+    base_url: str = "https://management.azure.com"
+    ca_bundle: str | None = None
+    credential: str = "default"
+    polling_interval: float = 2.0
+
+
+@dataclass(frozen=True)
+class Naming:
+    api_id: str = "dbx-{endpoint}"
+    path: str = "serving/{endpoint}"
+    display_name: str = "{endpoint}"
+    description: str = "Databricks Model Serving endpoint {endpoint}"
+
+
+@dataclass(frozen=True)
+class NamedValueSource:
+    name: str = "databricks-token"
+    env: str | None = None
+    key_vault: str | None = None
+    identity_client_id: str | None = None
+    databricks_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    template: str = "named-value-auth"
+    variables: Mapping[str, str] = field(default_factory=_frozen_map)
+    named_value: NamedValueSource = field(default_factory=NamedValueSource)
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    subscription_required: bool = True
+    products: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Prune:
+    enabled: bool = False
+    max_delete_fraction: float = 0.3
+    protect: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    apim: ApimTarget
+    workspaces: tuple[Workspace, ...] = (Workspace(),)
+    select: Selection = field(default_factory=Selection)
+    naming: Naming = field(default_factory=Naming)
+    pipeline: str | None = None
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    apis: ApiSettings = field(default_factory=ApiSettings)
+    prune: Prune = field(default_factory=Prune)
+    concurrency: int = 8
+    update_strategy: str = "in-place"
+    lock_ttl_seconds: int = 900
+    origin: str = "<settings>"
+
+
+CREDENTIALS = ("default", "cli", "managed-identity", "emulator")
+ENV_ALIASES = {"AZURE_SUBSCRIPTION_ID": "apim.subscription_id", "AZURE_RESOURCE_GROUP_NAME": "apim.resource_group",
+               "API_MANAGEMENT_SERVICE_NAME": "apim.service"}
+_PATH_KEYS = ("pipeline", "policy.template", "apim.ca_bundle")
+
+
+# -- names -----------------------------------------------------------------------------------------
+
+def render_name(template: str, **variables: str) -> str:
+    """Fill ``{endpoint}``-style placeholders; an unknown one is a ConfigError."""
+    try:
+        return template.format_map(variables)
+    except KeyError as exc:
+        raise ConfigError(f"template '{template}': unknown placeholder {{{exc.args[0]}}} "
+                          f"(known: {', '.join('{' + k + '}' for k in sorted(variables))})") from None
+    except (ValueError, IndexError) as exc:
+        raise ConfigError(f"template '{template}': {exc}") from None
+
+
+def sanitize_api_id(raw: str) -> str:
+    """An APIM api id: lower-case, each run of characters other than [a-z0-9._-] becomes '-', trimmed, ≤ 256."""
+    slug = re.sub(r"[^a-z0-9._-]+", "-", raw.lower()).strip("-.")[:256].strip("-.")
+    if not slug:
+        raise ConfigError(f"api id template produced '{raw}', which has no usable characters")
+    return slug
+
+
+def sanitize_path(raw: str) -> str:
+    """An APIM API path: segments of [A-Za-z0-9._~-] joined by '/', no leading or trailing '/', ≤ 400."""
+    segments = [re.sub(r"[^A-Za-z0-9._~-]+", "-", seg).strip("-") for seg in raw.split("/")]
+    path = "/".join(s for s in segments if s)[:400].strip("/")
+    if not path:
+        raise ConfigError(f"path template produced '{raw}', which has no usable characters")
+    return path
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None,
+                  env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from a file (default ./apimsync.yaml when it exists), the environment and overrides."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    origin = "<settings>"
+    file = Path(path) if path is not None else Path(DEFAULT_FILE)
+    if path is not None or file.exists():
+        origin = str(file)
+        data = _read_yaml(file)
+        base = file.resolve().parent
+        for dotted in _PATH_KEYS:
+            value = _get(data, dotted)
+            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+                candidate = base / value
+                if candidate.exists() or dotted != "policy.template" or "/" in value:
+                    _set(data, dotted, str(candidate))
+    for name, dotted in ENV_ALIASES.items():
+        if env.get(name):
+            _set(data, dotted, env[name])
+    for dotted, value in _env_overrides(env).items():
+        _set(data, dotted, value)
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set(data, dotted, value)
+    return settings_from_mapping(data, origin)
+
+
+def settings_from_mapping(data: Mapping[str, Any], origin: str = "<settings>") -> Settings:
+    """Validate a mapping shaped like the YAML file into Settings."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{origin}: expected a mapping at the top level")
+    if "apim" not in data:
+        raise ConfigError(f"{origin}: apim: required (subscription_id, resource_group, service)")
+    settings = _build(Settings, {**data, "origin": origin}, origin, "")
+    _check(settings)
+    return settings
+
+
+def _read_yaml(file: Path) -> dict[str, Any]:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: configuration file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{file}: not valid YAML ({where}{problem})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, str]:
+    """APIMSYNC_<SECTION>_<KEY> for every known setting (e.g. APIMSYNC_APIM_SERVICE, APIMSYNC_CONCURRENCY)."""
+    out: dict[str, str] = {}
+    for dotted in _known_keys(Settings, ""):
+        name = "APIMSYNC_" + dotted.replace(".", "_").upper()
+        if name in env:
+            out[dotted] = env[name]
+    return out
+
+
+def _known_keys(cls: type, prefix: str) -> list[str]:
+    keys: list[str] = []
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name == "origin":
+            continue
+        hint = hints[f.name]
+        inner = _dataclass_of(hint)
+        if inner is not None and inner is not Workspace:
+            keys += _known_keys(inner, f"{prefix}{f.name}.")
+        elif inner is None:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _dataclass_of(hint: Any) -> type | None:
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return hint
+    args = getattr(hint, "__args__", ())
+    if args and getattr(hint, "__origin__", None) is tuple and isinstance(args[0], type) \
+            and dataclasses.is_dataclass(args[0]):
+        return args[0]
+    return None
+
+
+def _get(data: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, origin: str, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "(top level)"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{origin}: {where}: expected a mapping, got {_describe(raw)}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields or key == "origin" and cls is not Settings:
+            close = difflib.get_close_matches(str(key), [k for k in fields if k != "origin"], n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"{origin}: unknown key '{prefix}{key}'{hint}")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = prefix + name
+        if name not in raw or raw[name] is None and f.default is dataclasses.MISSING \
+                and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+                raise ConfigError(f"{origin}: {key}: required")
+            continue
+        values[name] = _coerce(hints[name], raw[name], origin, key)
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, origin: str, key: str) -> Any:
+    nested = _dataclass_of(hint)
+    if nested is not None and getattr(hint, "__origin__", None) is tuple:
+        if isinstance(value, Mapping):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{origin}: {key}: expected a non-empty list, got {_describe(value)}")
+        return tuple(_build(nested, item, origin, f"{key}[{i}].") for i, item in enumerate(value))
+    if nested is not None:
+        return _build(nested, value, origin, key + ".")
+    text = str(hint)
+    if value is None and "None" in text:
+        return None
+    if "Mapping" in text:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{origin}: {key}: expected a mapping, got {_describe(value)}")
+        return _frozen_map({str(k): str(v) for k, v in value.items()})
+    if "tuple" in text:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
+            raise ConfigError(f"{origin}: {key}: expected a list of strings, got {_describe(value)}")
+        return tuple(str(v) for v in value)
+    if hint is bool or text == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return value.strip().lower() in ("true", "yes", "1", "on")
+        raise ConfigError(f"{origin}: {key}: expected true or false, got {_describe(value)}")
+    if hint is int or text == "int":
+        if isinstance(value, bool) or not _is_int(value):
+            raise ConfigError(f"{origin}: {key}: expected an integer, got {_describe(value)}")
+        return int(value)
+    if hint is float or text == "float":
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{origin}: {key}: expected a number, got {_describe(value)}") from None
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    raise ConfigError(f"{origin}: {key}: expected a string, got {_describe(value)}")
+
+
+def _is_int(value: Any) -> bool:
+    if isinstance(value, int):
+        return True
+    if isinstance(value, str):
+        return bool(re.fullmatch(r"\s*-?\d+\s*", value))
+    return isinstance(value, float) and value.is_integer()
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return "a " + ("mapping" if isinstance(value, dict) else "list")
+    return repr(value)
+
+
+def _check(s: Settings) -> None:
+    o = s.origin
+    a = s.apim
+    for key in ("subscription_id", "resource_group", "service"):
+        if not getattr(a, key).strip():
+            raise ConfigError(f"{o}: apim.{key}: required")
+    if not SERVICE_NAME.match(a.service) or len(a.service) > 50:
+        raise ConfigError(f"{o}: apim.service: '{a.service}' is not a valid APIM service name")
+    if not a.base_url.startswith(("https://", "http://")):
+        raise ConfigError(f"{o}: apim.base_url: expected an https:// URL, got '{a.base_url}'")
+    if a.credential not in CREDENTIALS and not re.fullmatch(r"service-credential:\S+", a.credential):
+        raise ConfigError(f"{o}: apim.credential: expected one of {', '.join(CREDENTIALS)} or "
+                          f"service-credential:<name>, got '{a.credential}'")
+    if a.ca_bundle and not Path(a.ca_bundle).is_file():
+        raise ConfigError(f"{o}: apim.ca_bundle: file not found: {a.ca_bundle}")
+    if a.polling_interval < 0:
+        raise ConfigError(f"{o}: apim.polling_interval: must not be negative")
+    names = [w.name for w in s.workspaces]
+    for w in s.workspaces:
+        if not WORKSPACE_NAME.match(w.name):
+            raise ConfigError(f"{o}: workspaces: name '{w.name}' may only use letters, digits, '_', '.', '-'")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{o}: workspaces: names must be unique, got {', '.join(names)}")
+    for key in ("api_id", "path", "display_name", "description"):
+        try:
+            rendered = render_name(getattr(s.naming, key), endpoint="endpoint", workspace="workspace")
+            if key == "api_id":
+                sanitize_api_id(rendered)
+            if key == "path":
+                sanitize_path(rendered)
+        except ConfigError as exc:
+            raise ConfigError(f"{o}: naming.{key}: {exc}") from None
+    nv = s.policy.named_value
+    if not NAMED_VALUE_NAME.match(nv.name) or len(nv.name) > 256:
+        raise ConfigError(f"{o}: policy.named_value.name: '{nv.name}' may only use letters, digits, '-', '.', '_'")
+    sources = [k for k in ("env", "key_vault", "databricks_secret") if getattr(nv, k)]
+    if len(sources) > 1:
+        raise ConfigError(f"{o}: policy.named_value: give one of env, key_vault, databricks_secret "
+                          f"(got {', '.join(sources)})")
+    if nv.databricks_secret and nv.databricks_secret.count("/") != 1:
+        raise ConfigError(f"{o}: policy.named_value.databricks_secret: expected 'scope/key'")
+    if not 1 <= s.concurrency <= 64:
+        raise ConfigError(f"{o}: concurrency: expected 1 to 64, got {s.concurrency}")
+    if s.update_strategy not in ("in-place", "revision"):
+        raise ConfigError(f"{o}: update_strategy: expected 'in-place' or 'revision', got '{s.update_strategy}'")
+    if not 0 <= s.prune.max_delete_fraction <= 1:
+        raise ConfigError(f"{o}: prune.max_delete_fraction: expected 0 to 1, got {s.prune.max_delete_fraction}")
+    if s.lock_ttl_seconds < 1:
+        raise ConfigError(f"{o}: lock_ttl_seconds: must be positive")

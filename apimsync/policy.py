@@ -1,0 +1,67 @@
+"""Policy templates: APIM policy XML with ``${variable}`` placeholders (string.Template), so APIM's own
+``{{named-value}}`` references pass through untouched.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from apimsync.errors import PolicyError
+from apimsync.resources import resolve
+
+NAMED_VALUE_REF = re.compile(r"\{\{\s*([A-Za-z0-9\-._]+)\s*\}\}")
+COMMENT = re.compile(r"<!--.*?-->\s*", re.DOTALL)
+
+
+def load_template(name_or_path: str) -> tuple[str, Path]:
+    """A bundled template by name (``policies/<name>.xml``) or a file path; returns (text, path)."""
+    path = resolve("policies", name_or_path, ".xml")
+    try:
+        return path.read_text(encoding="utf-8"), path
+    except OSError:
+        raise PolicyError(f"policy template '{name_or_path}' not found") from None
+
+
+def render_policy(template: str, variables: Mapping[str, str], *, origin: str = "policy") -> str:
+    """Substitute ``${var}`` (values XML-escaped), drop the template's comments, and check the result is a
+    well-formed <policies> document."""
+    try:
+        xml = string.Template(COMMENT.sub("", template).strip() + "\n").substitute({k: escape(str(v), {'"': "&quot;"}) for k, v in variables.items()})
+    except KeyError as exc:
+        raise PolicyError(f"{origin}: unknown variable ${{{exc.args[0]}}} "
+                          f"(known: {', '.join(sorted(variables))})") from None
+    except ValueError as exc:
+        raise PolicyError(f"{origin}: {exc}") from None
+    check_policy(xml, origin=origin)
+    return xml
+
+
+def check_policy(xml: str, *, origin: str = "policy") -> None:
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as exc:
+        line, column = exc.position
+        raise PolicyError(f"{origin}: not well-formed XML (line {line}, column {column})") from None
+    if root.tag != "policies":
+        raise PolicyError(f"{origin}: the root element must be <policies>, not <{root.tag}>")
+
+
+def named_value_refs(xml: str) -> set[str]:
+    """The named values a policy reads (``{{name}}``)."""
+    return set(NAMED_VALUE_REF.findall(xml))
+
+
+def canonical_policy(xml: str) -> str:
+    """A form to compare policies by: C14N with whitespace-only text dropped, line endings normalised.
+
+    APIM re-serialises stored policies (indentation, CRLF, tabs), so string equality would see drift everywhere.
+    """
+    try:
+        return ET.canonicalize(xml.replace("\r\n", "\n"), strip_text=True)
+    except ET.ParseError:
+        return xml.strip()

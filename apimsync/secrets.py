@@ -1,0 +1,97 @@
+"""Secrets: the value behind the named value, from an environment variable, a Databricks secret scope or a Key
+Vault reference. A :class:`Secret` never shows its value in str, repr, f-strings, logs or exceptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from apimsync.config import NamedValueSource
+from apimsync.errors import ConfigError
+
+
+class Secret:
+    """A secret string. ``reveal()`` is the only way to its value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def fingerprint(self) -> str:
+        """16 hex chars of sha256: enough to notice rotation, useless for recovering a token."""
+        return hashlib.sha256(self._value.encode("utf-8")).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __format__(self, spec: str) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret cannot be pickled")
+
+
+@dataclass(frozen=True)
+class NamedValueDesired:
+    name: str
+    secret_value: Secret | None
+    key_vault_id: str | None
+    identity_client_id: str | None
+
+
+def databricks_dbutils() -> Any | None:
+    """The notebook/job ``dbutils`` when running on Databricks, else None."""
+    if "DATABRICKS_RUNTIME_VERSION" not in os.environ:
+        return None
+    main = sys.modules.get("__main__")
+    found = getattr(main, "dbutils", None)
+    if found is not None:
+        return found
+    try:
+        from databricks.sdk.runtime import dbutils
+
+        return dbutils
+    except Exception:
+        return None
+
+
+def resolve_named_value(source: NamedValueSource, env: Mapping[str, str] | None = None) -> NamedValueDesired:
+    """Where the named value's value comes from, read now (Key Vault references are left to APIM)."""
+    env = os.environ if env is None else env
+    key = "policy.named_value"
+    if source.key_vault:
+        return NamedValueDesired(source.name, None, source.key_vault, source.identity_client_id)
+    if source.env:
+        value = env.get(source.env, "")
+        if not value.strip():
+            raise ConfigError(f"{key}.env: environment variable {source.env} is not set or empty")
+        return NamedValueDesired(source.name, Secret(value), None, None)
+    if source.databricks_secret:
+        dbutils = databricks_dbutils()
+        if dbutils is None:
+            raise ConfigError(f"{key}.databricks_secret: only readable when running on Databricks")
+        scope, _, name = source.databricks_secret.partition("/")
+        try:
+            value = dbutils.secrets.get(scope=scope, key=name)
+        except Exception:
+            raise ConfigError(f"{key}.databricks_secret: cannot read secret {scope}/{name}") from None
+        return NamedValueDesired(source.name, Secret(value), None, None)
+    raise ConfigError(f"{key}: the policy references named value '{source.name}'; set one of env, key_vault, "
+                      "databricks_secret")
