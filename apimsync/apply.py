@@ -1,0 +1,163 @@
+"""Applying a plan: named values first, then creates and updates with bounded concurrency, deletes last.
+
+Each API's own steps run in order (the API and its spec, then its policy, then product and tag links). Updates and
+deletes re-read the API first: it must still carry apimsync's marker as planned, and the write is guarded by its
+ETag (If-Match), so a concurrent edit fails that one API instead of being overwritten. One API's failure never
+stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+
+from apimsync.errors import ApimsyncError, TargetError
+from apimsync.plan import Action, Change, NamedValueChange, Plan
+from apimsync.target import Apim
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What applying one change did."""
+
+    api_id: str
+    action: Action
+    ok: bool
+    seconds: float
+    error: str | None = None
+    writes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        return {"api_id": self.api_id, "action": self.action.value, "ok": self.ok,
+                "seconds": round(self.seconds, 3), "error": self.error, "writes": list(self.writes)}
+
+
+def apply_plan(plan: Plan, apim: Apim, *, concurrency: int = 8, update_strategy: str = "in-place",
+               progress: Progress | None = None) -> tuple[list[Outcome], list[Outcome]]:
+    """Carry out a plan. Returns (named value outcomes, API outcomes)."""
+    nv_outcomes = [_apply_named_value(apim, nv) for nv in plan.named_values if nv.action is not Action.NOOP]
+    if any(not o.ok for o in nv_outcomes):
+        # the policies reference the named value: without it APIM rejects every policy write
+        blocked = [Outcome(c.api_id, c.action, False, 0.0, "not attempted: the named value could not be written")
+                   for c in plan.changes if c.action is not Action.NOOP]
+        return nv_outcomes, blocked
+
+    todo = [c for c in plan.changes if c.action is not Action.NOOP]
+    wanted_paths = {c.desired.settings.path for c in todo if c.desired is not None}
+    deletes_first = [c for c in todo if c.action is Action.DELETE and c.actual and c.actual.settings.path in wanted_paths]
+    deletes_last = [c for c in todo if c.action is Action.DELETE and c not in deletes_first]
+    upserts = [c for c in todo if c.action in (Action.CREATE, Action.UPDATE)]
+
+    tags = sorted({w.split(":", 1)[1] for c in upserts for w in c.writes if w.startswith("tag:")})
+    for tag in tags:
+        try:
+            apim.ensure_tag(tag)
+        except TargetError as exc:
+            log.warning("%s", exc)
+
+    total = len(todo)
+    done = 0
+    outcomes: list[Outcome] = []
+
+    def run(changes: Sequence[Change]) -> None:
+        nonlocal done
+        if not changes:
+            return
+        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(changes)))) as pool:
+            futures = [pool.submit(_apply_change, apim, c, update_strategy) for c in changes]
+            for future in as_completed(futures):
+                outcome = future.result()
+                outcomes.append(outcome)
+                done += 1
+                level = logging.INFO if outcome.ok else logging.WARNING
+                log.log(level, "%s %s: %s", outcome.action.value, outcome.api_id, "ok" if outcome.ok else outcome.error)
+                if progress:
+                    progress("apply", done, total)
+
+    run(deletes_first)
+    run(upserts)
+    run(deletes_last)
+    return nv_outcomes, outcomes
+
+
+def _apply_named_value(apim: Apim, nv: NamedValueChange) -> Outcome:
+    started = time.monotonic()
+    try:
+        apim.put_named_value(nv)
+    except ApimsyncError as exc:
+        return Outcome(f"named value {nv.name}", nv.action, False, time.monotonic() - started, str(exc))
+    return Outcome(f"named value {nv.name}", nv.action, True, time.monotonic() - started, writes=("named-value",))
+
+
+def _apply_change(apim: Apim, change: Change, update_strategy: str) -> Outcome:
+    started = time.monotonic()
+    done: list[str] = []
+    try:
+        if change.action is Action.DELETE:
+            _delete(apim, change)
+            done.append("delete")
+        else:
+            _upsert(apim, change, update_strategy, done)
+    except ApimsyncError as exc:
+        return Outcome(change.api_id, change.action, False, time.monotonic() - started, str(exc), tuple(done))
+    except Exception as exc:  # a bug or an unexpected SDK error must not stop the other APIs
+        log.debug("unexpected error applying %s", change.api_id, exc_info=True)
+        return Outcome(change.api_id, change.action, False, time.monotonic() - started,
+                       f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", tuple(done))
+    return Outcome(change.api_id, change.action, True, time.monotonic() - started, writes=tuple(done))
+
+
+def _recheck(apim: Apim, change: Change) -> str:
+    """Re-read an API before changing it: it must still be ours and as planned. Returns its ETag."""
+    current = apim.get_api(change.api_id)
+    if current is None:
+        raise TargetError(f"API {change.api_id} disappeared since the plan; re-run to converge")
+    api, etag = current
+    planned = change.actual.marker if change.actual else None
+    if api.marker is None:
+        raise TargetError(f"API {change.api_id} no longer carries apimsync's marker; left untouched")
+    if planned is not None and api.marker != planned:
+        raise TargetError(f"API {change.api_id} changed since the plan (another sync?); re-run to converge")
+    return etag
+
+
+def _delete(apim: Apim, change: Change) -> None:
+    etag = _recheck(apim, change)
+    apim.delete_api(change.api_id, etag)
+
+
+def _upsert(apim: Apim, change: Change, update_strategy: str, done: list[str]) -> None:
+    desired = change.desired
+    assert desired is not None
+    if change.action is Action.CREATE:
+        apim.put_api(desired, with_spec=True)
+        done.append("api")
+    elif "api" in change.writes or "api-settings" in change.writes:
+        etag = _recheck(apim, change)
+        with_spec = "api" in change.writes
+        if with_spec and update_strategy == "revision" and change.actual is not None:
+            apim.put_api(desired, with_spec=True, revision_of=change.actual)
+            revision = int(change.actual.revision) + 1
+            apim.put_policy(f"{desired.api_id};rev={revision}", desired.policy_xml)
+            apim.release(desired.api_id, revision)
+            done += ["api-revision", "policy", "release"]
+        else:
+            apim.put_api(desired, with_spec=with_spec, if_match=etag)
+            done.append("api" if with_spec else "api-settings")
+    if "policy" in change.writes and "policy" not in done:
+        apim.put_policy(desired.api_id, desired.policy_xml)
+        done.append("policy")
+    for write in change.writes:
+        kind, _, name = write.partition(":")
+        if kind == "product":
+            apim.link_product(name, desired.api_id)
+            done.append(write)
+        elif kind == "tag":
+            apim.assign_tag(name, desired.api_id)
+            done.append(write)

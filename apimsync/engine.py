@@ -1,0 +1,278 @@
+"""The sync engine: source → transform → desired APIs → actual APIs → plan → apply → report.
+
+``Engine`` is the composition root shared by the CLI, the notebook API and the job entry point. The SDK clients
+are built lazily from the settings; tests and notebooks may hand in their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import replace
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from apimsync.apply import Progress, apply_plan
+from apimsync.config import Settings, render_name, sanitize_api_id, sanitize_path
+from apimsync.errors import ApimsyncError, ConfigError
+from apimsync.model import ActualApi, ApiSettingsView, DesiredApi, short_hash
+from apimsync.plan import Action, Failure, NamedValueChange, Plan, Skip, make_plan
+from apimsync.report import Report
+from apimsync.source import DatabricksSource, Endpoint, Fetched, select
+from apimsync.target import Apim
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.mgmt.apimanagement import ApiManagementClient
+    from databricks.sdk import WorkspaceClient
+
+    from apimsync.transform import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """Plans and applies one configuration."""
+
+    def __init__(self, settings: Settings, *, workspace_clients: Mapping[str, WorkspaceClient] | None = None,
+                 apim_client: ApiManagementClient | None = None, credential: TokenCredential | None = None,
+                 env: Mapping[str, str] | None = None, progress: Progress | None = None) -> None:
+        self.settings = settings
+        self._workspace_clients = dict(workspace_clients or {})
+        self._apim_client = apim_client
+        self._credential = credential
+        self._env = env
+        self._progress = progress
+
+    @cached_property
+    def apim(self) -> Apim:
+        return Apim(self.settings.apim, credential=self._credential, client=self._apim_client)
+
+    @cached_property
+    def sources(self) -> list[DatabricksSource]:
+        return [DatabricksSource(ws, client=self._workspace_clients.get(ws.name)) for ws in self.settings.workspaces]
+
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        from apimsync.transform import load_pipeline
+
+        return load_pipeline(self.settings.pipeline)
+
+    @cached_property
+    def policy_template(self) -> str:
+        from apimsync.policy import load_template
+
+        return load_template(self.settings.policy.template)[0]
+
+    # -- plan ------------------------------------------------------------------------------------
+
+    def plan(self, *, prune: bool | None = None, force: bool = False, only: str | None = None) -> Plan:
+        """Read both sides and decide. ``only`` limits the plan to one endpoint (import) and never prunes."""
+        s = self.settings
+        skipped: list[Skip] = []
+        failures: list[Failure] = []
+        chosen: list[Endpoint] = []
+        listed_workspaces: list[str] = []
+        for source in self.sources:
+            try:
+                endpoints = source.list_endpoints()
+            except ApimsyncError as exc:
+                failures.append(Failure(source.workspace.name, "*", "fetch", str(exc)))
+                continue
+            listed_workspaces.append(source.workspace.name)
+            picked, held = select(endpoints, s.select)
+            chosen += picked
+            skipped += [Skip(ep.workspace, ep.name, reason, self._api_id_or_none(ep)) for ep, reason in held]
+        if only is not None:
+            chosen = [ep for ep in chosen if ep.name == only]
+            skipped = [sk for sk in skipped if sk.endpoint == only]
+            if not chosen and not skipped:
+                raise ConfigError(f"endpoint '{only}' not found in any configured workspace (or not selected)")
+        source_empty = not chosen and not skipped and bool(listed_workspaces)
+
+        fetched = self._fetch_all(chosen)
+        desired: list[DesiredApi] = []
+        for f in fetched:
+            if f.skip_reason:
+                skipped.append(Skip(f.endpoint.workspace, f.endpoint.name, f.skip_reason,
+                                    self._api_id_or_none(f.endpoint)))
+            elif f.error or f.spec is None:
+                failures.append(Failure(f.endpoint.workspace, f.endpoint.name, "fetch", f.error or "no spec"))
+            else:
+                built = self._desired(f.endpoint, f.spec)
+                (desired if isinstance(built, DesiredApi) else failures).append(built)  # type: ignore[arg-type]
+        desired, collisions = _drop_collisions(desired)
+        failures += collisions
+
+        actual = self._actual(listed_workspaces)
+        named_values: list[NamedValueChange] = []
+        if desired:
+            try:
+                named_values = self._named_values(desired)
+            except ApimsyncError as exc:
+                failures += [Failure(d.workspace, d.endpoint, "policy", str(exc), d.api_id) for d in desired]
+                desired = []
+        plan = make_plan(
+            self.apim.service_id, desired, actual, workspaces=listed_workspaces, skipped=skipped, failures=failures,
+            named_values=named_values, prune=bool(s.prune.enabled if prune is None else prune) and only is None,
+            max_delete_fraction=s.prune.max_delete_fraction, protect=s.prune.protect, force=force,
+            source_empty=source_empty)
+        if only is not None:
+            plan = Plan(plan.target, tuple(c for c in plan.changes if c.endpoint == only), plan.named_values,
+                        plan.skipped, plan.failures, plan.withheld, plan.created_at)
+        return plan
+
+    def _api_id_or_none(self, ep: Endpoint) -> str | None:
+        try:
+            return sanitize_api_id(render_name(self.settings.naming.api_id, endpoint=ep.name, workspace=ep.workspace))
+        except ApimsyncError:
+            return None
+
+    def _fetch_all(self, endpoints: list[Endpoint]) -> list[Fetched]:
+        by_ws = {src.workspace.name: src for src in self.sources}
+        results: list[Fetched] = []
+        if not endpoints:
+            return results
+        with ThreadPoolExecutor(max_workers=max(1, min(self.settings.concurrency, len(endpoints)))) as pool:
+            for i, fetched in enumerate(pool.map(lambda ep: by_ws[ep.workspace].fetch(ep), endpoints), 1):
+                results.append(fetched)
+                if self._progress:
+                    self._progress("fetch", i, len(endpoints))
+        return results
+
+    def _desired(self, ep: Endpoint, spec: dict[str, Any]) -> DesiredApi | Failure:
+        from apimsync.policy import render_policy
+        from apimsync.spec import dump_spec
+        from apimsync.transform import TransformContext, lint
+
+        s = self.settings
+        names = {"endpoint": ep.name, "workspace": ep.workspace}
+        stage = "naming"
+        try:
+            api_id = sanitize_api_id(render_name(s.naming.api_id, **names))
+            view = ApiSettingsView(
+                path=sanitize_path(render_name(s.naming.path, **names)),
+                display_name=render_name(s.naming.display_name, **names)[:300],
+                description=render_name(s.naming.description, **names),
+                service_url=ep.backend_url, subscription_required=s.apis.subscription_required)
+            stage = "transform"
+            ctx = TransformContext(endpoint=ep.name, server_url=ep.backend_url, tags=dict(ep.tags),
+                                   served_entities=ep.served_entities, config_version=ep.config_version,
+                                   variables={**names, "api_id": api_id})
+            out = self.pipeline.run(spec, ctx)
+            stage = "lint"
+            errors = [f for f in lint(out) if f.severity == "error"]
+            if errors:
+                return Failure(ep.workspace, ep.name, "lint", f"{len(errors)} APIM import problem(s) after transform",
+                               api_id, tuple(f"{f.pointer}: {f.message} (fix: {f.hint})" for f in errors))
+            stage = "policy"
+            variables = {**s.policy.variables, "named_value": s.policy.named_value.name, "endpoint": ep.name,
+                         "api_id": api_id, "workspace": ep.workspace, "backend_url": ep.backend_url}
+            policy = render_policy(self.policy_template, variables, origin=f"policy {s.policy.template}")
+        except ApimsyncError as exc:
+            return Failure(ep.workspace, ep.name, stage, str(exc))
+        return DesiredApi(api_id=api_id, workspace=ep.workspace, endpoint=ep.name, settings=view,
+                          spec_json=dump_spec(out), policy_xml=policy, products=s.apis.products, tags=s.apis.tags)
+
+    def _actual(self, workspaces: list[str]) -> list[ActualApi]:
+        """Every API in the service; owned ones (from these workspaces) with their policy and links."""
+        apis = self.apim.list_apis()
+        owned = [a for a in apis if a.marker is not None and a.marker.workspace in workspaces]
+        product_links = {p: self.apim.product_apis(p) for p in self.settings.apis.products}
+        tag_links = self.apim.tag_links() if self.settings.apis.tags else {}
+        with ThreadPoolExecutor(max_workers=max(1, min(self.settings.concurrency, len(owned) or 1))) as pool:
+            policies = dict(zip([a.api_id for a in owned], pool.map(lambda a: self.apim.get_policy(a.api_id), owned)))
+        out = []
+        for a in apis:
+            if a.api_id in policies:
+                a = replace(a, policy_xml=policies[a.api_id],
+                            products=frozenset(p for p, ids in product_links.items() if a.api_id in ids),
+                            tags=frozenset(t for t, ids in tag_links.items() if a.api_id in ids))
+            out.append(a)
+        return out
+
+    def _named_values(self, desired: list[DesiredApi]) -> list[NamedValueChange]:
+        from apimsync.policy import named_value_refs
+        from apimsync.secrets import resolve_named_value
+
+        source = self.settings.policy.named_value
+        refs = set().union(*(named_value_refs(d.policy_xml) for d in desired))
+        for ref in sorted(refs - {source.name}):
+            if self.apim.get_named_value(ref) is None:
+                raise ConfigError(f"the policy references named value '{ref}', which does not exist in APIM")
+        if source.name not in refs:
+            return []
+        want = resolve_named_value(source, env=self._env)
+        have = self.apim.get_named_value(source.name)
+        kind = "key_vault" if want.key_vault_id else "databricks_secret" if source.databricks_secret else "env"
+        reasons: list[str] = []
+        if have is None:
+            action, reasons = Action.CREATE, ["missing"]
+        else:
+            if not have.secret:
+                reasons.append("not marked secret")
+            if want.key_vault_id and have.key_vault_id != want.key_vault_id:
+                reasons.append("Key Vault reference changed")
+            if want.secret_value is not None and (
+                    have.key_vault_id or have.value_fingerprint != want.secret_value.fingerprint()):
+                reasons.append("value changed (token rotated)")
+            action = Action.UPDATE if reasons else Action.NOOP
+        return [NamedValueChange(source.name, action, tuple(reasons), kind, want.secret_value, want.key_vault_id,
+                                 want.identity_client_id)]
+
+    # -- apply -----------------------------------------------------------------------------------
+
+    def apply(self, plan: Plan, *, force_lock: bool = False) -> Report:
+        """Apply a plan under the service-wide lock (taken only when there is something to write)."""
+        started = time.monotonic()
+        report = Report(plan)
+        if plan.has_changes:
+            owner = self.apim.acquire_lock(self.lock_name, self.settings.lock_ttl_seconds, force=force_lock)
+            try:
+                report.named_values, report.outcomes = apply_plan(
+                    plan, self.apim, concurrency=self.settings.concurrency,
+                    update_strategy=self.settings.update_strategy, progress=self._progress)
+            finally:
+                self.apim.release_lock(self.lock_name, owner)
+        report.seconds = time.monotonic() - started
+        report.calls = self.apim.calls
+        return report
+
+    @property
+    def lock_name(self) -> str:
+        """One lock per set of workspaces: syncs of different workspaces into one APIM own disjoint APIs."""
+        return "apimsync-lock-" + short_hash(sorted(ws.name for ws in self.settings.workspaces))
+
+    def sync(self, *, dry_run: bool = False, prune: bool | None = None, force: bool = False,
+             force_lock: bool = False, only: str | None = None) -> Report:
+        started = time.monotonic()
+        plan = self.plan(prune=prune, force=force, only=only)
+        if dry_run:
+            report = Report(plan, dry_run=True, calls=self.apim.calls)
+        else:
+            report = self.apply(plan, force_lock=force_lock)
+        report.seconds = time.monotonic() - started
+        return report
+
+
+def _drop_collisions(desired: list[DesiredApi]) -> tuple[list[DesiredApi], list[Failure]]:
+    """Two endpoints mapping to one api id or one path: both fail, before anything is written."""
+    by_key: dict[tuple[str, str], list[DesiredApi]] = defaultdict(list)
+    for d in desired:
+        by_key[("api id", d.api_id)].append(d)
+        by_key[("path", d.settings.path.lower())].append(d)
+    bad: dict[str, Failure] = {}
+    for (what, value), group in by_key.items():
+        if len(group) > 1:
+            names = ", ".join(f"{d.workspace}/{d.endpoint}" for d in group)
+            for d in group:
+                bad.setdefault(d.api_id + d.endpoint, Failure(
+                    d.workspace, d.endpoint, "naming", f"{what} '{value}' is produced by several endpoints: {names}",
+                    d.api_id))
+    keep = [d for d in desired if d.api_id + d.endpoint not in bad]
+    return keep, list(bad.values())
+
+

@@ -1,0 +1,149 @@
+"""The two sides a plan compares: the APIs apimsync wants (DesiredApi) and the ones APIM has (ActualApi).
+
+Ownership lives on the API itself, in ``apiRevisionDescription``: apimsync writes a marker there with the
+workspace, the endpoint and short hashes of the spec and settings it last sent, so a second run knows what it
+owns and what changed without any state file and without extra ARM writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+MARKER_PREFIX = "apimsync:1"
+_MARKER_FIELD = re.compile(r"(\w+)=(\S+)")
+
+
+def short_hash(value: Any) -> str:
+    """12 hex chars of sha256 over canonical JSON (or the string itself)."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Marker:
+    """What apimsync last wrote to an API, read back from its revision description."""
+
+    workspace: str
+    endpoint: str
+    spec: str
+    settings: str
+
+    def __str__(self) -> str:
+        return f"{MARKER_PREFIX} ws={self.workspace} ep={self.endpoint} spec={self.spec} cfg={self.settings}"
+
+    @classmethod
+    def parse(cls, text: str | None) -> Marker | None:
+        if not text or not text.startswith(MARKER_PREFIX + " "):
+            return None
+        fields = dict(_MARKER_FIELD.findall(text))
+        try:
+            return cls(fields["ws"], fields["ep"], fields["spec"], fields["cfg"])
+        except KeyError:
+            return None
+
+
+@dataclass(frozen=True)
+class ApiSettingsView:
+    """The API properties apimsync sets besides the spec, as APIM reports them back."""
+
+    path: str
+    display_name: str
+    description: str
+    service_url: str
+    subscription_required: bool
+    protocols: tuple[str, ...] = ("https",)
+
+    def differences(self, other: ApiSettingsView) -> list[str]:
+        return [name for name in self.__dataclass_fields__ if getattr(self, name) != getattr(other, name)]
+
+
+@dataclass(frozen=True)
+class DesiredApi:
+    """One APIM API that an endpoint should have."""
+
+    api_id: str
+    workspace: str
+    endpoint: str
+    settings: ApiSettingsView
+    spec_json: str  # the transformed spec, compact JSON, sent inline as openapi+json
+    policy_xml: str
+    products: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    @property
+    def marker(self) -> Marker:
+        return Marker(self.workspace, self.endpoint, short_hash(self.spec_json), short_hash(self.settings_dict()))
+
+    def settings_dict(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "path": s.path, "displayName": s.display_name, "description": s.description,
+            "serviceUrl": s.service_url, "subscriptionRequired": s.subscription_required,
+            "protocols": list(s.protocols),
+        }
+
+
+@dataclass(frozen=True)
+class ActualApi:
+    """One API as listed from APIM (the current revision)."""
+
+    api_id: str
+    settings: ApiSettingsView
+    revision: str = "1"
+    revision_description: str | None = None
+    policy_xml: str | None = None  # read only for owned APIs
+    products: frozenset[str] = frozenset()
+    tags: frozenset[str] = frozenset()
+
+    @property
+    def marker(self) -> Marker | None:
+        return Marker.parse(self.revision_description)
+
+    @property
+    def owned(self) -> bool:
+        return self.marker is not None
+
+
+@dataclass(frozen=True)
+class NamedValueState:
+    """A named value as APIM reports it (never with its secret value)."""
+
+    name: str
+    secret: bool
+    key_vault_id: str | None = None
+    tags: tuple[str, ...] = ()
+
+    @property
+    def value_fingerprint(self) -> str | None:
+        for tag in self.tags:
+            if tag.startswith("apimsync-fp-"):
+                return tag[len("apimsync-fp-"):]
+        return None
+
+
+def api_from_arm(api_id: str, props: Mapping[str, Any]) -> ActualApi:
+    """Build an ActualApi from an ARM ApiContract's properties (as JSON names)."""
+    settings = ApiSettingsView(
+        path=props.get("path") or "",
+        display_name=props.get("displayName") or "",
+        description=props.get("description") or "",
+        service_url=props.get("serviceUrl") or "",
+        subscription_required=bool(props.get("subscriptionRequired", True)),
+        protocols=tuple(props.get("protocols") or ()),
+    )
+    return ActualApi(api_id=api_id, settings=settings, revision=str(props.get("apiRevision") or "1"),
+                     revision_description=props.get("apiRevisionDescription"))
+
+
+@dataclass
+class Counter:
+    """Counts of ARM calls one apply made, by kind."""
+
+    reads: int = 0
+    writes: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)

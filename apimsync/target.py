@@ -1,0 +1,379 @@
+"""The APIM edge: every call apimsync makes to Azure Resource Manager, through azure-mgmt-apimanagement.
+
+Two SDK quirks are handled here and nowhere else:
+- 5.0.0's default long-running-operation poller follows ``Azure-AsyncOperation`` and fails on APIM's
+  operation-result body (research/apim.md §3); we poll the ``Location`` header instead.
+- ARM throttles per subscription. On a 429 every worker waits for the ``Retry-After`` the service gave
+  (a shared gate), so concurrent workers do not burn the write budget retrying into an empty bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from apimsync.config import ApimTarget
+from apimsync.errors import LockError, TargetError
+from apimsync.model import ActualApi, DesiredApi, NamedValueState, api_from_arm
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.mgmt.apimanagement import ApiManagementClient
+
+    from apimsync.plan import NamedValueChange
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """The delay a throttled or busy response asks for (ms headers first, as azure-core reads them)."""
+    for name, scale in (("retry-after-ms", 1000.0), ("x-ms-retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return float(value) / scale
+            except ValueError:
+                continue
+    return None
+
+
+def _gate_policy() -> Any:
+    from azure.core.pipeline.policies import HTTPPolicy
+
+    class ThrottleGate(HTTPPolicy):  # type: ignore[type-arg]
+        """Shared by all workers: counts calls, and holds every request while ARM says to back off."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._lock = threading.Lock()
+            self._until = 0.0
+            self.calls: Counter[str] = Counter()
+
+        def send(self, request: Any) -> Any:
+            wait = self._until - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            method = request.http_request.method.upper()
+            kind = "reads" if method in ("GET", "HEAD") else "deletes" if method == "DELETE" else "writes"
+            with self._lock:
+                self.calls[kind] += 1
+            response = self.next.send(request)
+            if response.http_response.status_code == 429:
+                delay = retry_after_seconds(response.http_response.headers) or 1.0
+                with self._lock:
+                    self.calls["throttled"] += 1
+                    self._until = max(self._until, time.monotonic() + delay)
+            return response
+
+    return ThrottleGate()
+
+
+def make_credential(kind: str) -> TokenCredential:
+    """The Azure credential named in ``apim.credential``."""
+    if kind == "emulator":
+        from apimsync.emulators.apim import StaticTokenCredential
+
+        return StaticTokenCredential()
+    if kind == "cli":
+        from azure.identity import AzureCliCredential
+
+        return AzureCliCredential()
+    if kind == "managed-identity":
+        from azure.identity import ManagedIdentityCredential
+
+        return ManagedIdentityCredential()
+    if kind.startswith("service-credential:"):
+        from apimsync.secrets import databricks_dbutils
+
+        name = kind.split(":", 1)[1]
+        dbutils = databricks_dbutils()
+        if dbutils is None:
+            raise TargetError(f"apim.credential: service credential '{name}' is only available on Databricks")
+        return dbutils.credentials.getServiceCredentialsProvider(name)  # type: ignore[no-any-return]
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def describe_error(exc: Exception) -> str:
+    """One line from an SDK error: status, ARM code, message and details (no request bodies, no headers)."""
+    from azure.core.exceptions import HttpResponseError
+
+    if isinstance(exc, HttpResponseError):
+        parts = [str(exc.status_code)] if exc.status_code else []
+        err = getattr(exc, "error", None)
+        if err is not None and getattr(err, "code", None):
+            parts.append(str(err.code))
+            parts.append(str(err.message or "").strip())
+            parts += [str(d.message) for d in (getattr(err, "details", None) or [])[:5] if getattr(d, "message", None)]
+        else:
+            parts.append(str(exc.message or exc.reason or "").splitlines()[0])
+        return ": ".join(p for p in parts if p)
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+class Apim:
+    """One APIM service, reached through the real SDK client."""
+
+    def __init__(self, target: ApimTarget, *, credential: TokenCredential | None = None,
+                 client: ApiManagementClient | None = None, retry_total: int = 10) -> None:
+        self.target = target
+        self.rg = target.resource_group
+        self.svc = target.service
+        self._credential = credential
+        self._retry_total = retry_total
+        self._gate = _gate_policy()
+        if client is not None:
+            self.__dict__["client"] = client
+
+    @property
+    def service_id(self) -> str:
+        return (f"/subscriptions/{self.target.subscription_id}/resourceGroups/{self.rg}"
+                f"/providers/Microsoft.ApiManagement/service/{self.svc}")
+
+    @property
+    def calls(self) -> dict[str, int]:
+        return dict(self._gate.calls)
+
+    @cached_property
+    def client(self) -> ApiManagementClient:
+        from azure.mgmt.apimanagement import ApiManagementClient
+
+        credential = self._credential or make_credential(self.target.credential)
+        return ApiManagementClient(
+            credential, self.target.subscription_id, base_url=self.target.base_url.rstrip("/"),
+            connection_verify=self.target.ca_bundle or True, polling_interval=self.target.polling_interval,
+            retry_total=self._retry_total, per_retry_policies=[self._gate], user_agent="apimsync",
+        )
+
+    def _poller(self) -> Any:
+        from azure.core.polling.base_polling import LocationPolling, StatusCheckPolling
+        from azure.mgmt.core.polling.arm_polling import ARMPolling, BodyContentPolling
+
+        return ARMPolling(self.target.polling_interval,
+                          lro_algorithms=[LocationPolling(), BodyContentPolling(), StatusCheckPolling()],
+                          lro_options={"final-state-via": "location"})
+
+    def _call(self, what: str, func: Callable[[], T]) -> T:
+        from azure.core.exceptions import AzureError
+
+        try:
+            return func()
+        except AzureError as exc:
+            raise TargetError(f"{what}: {describe_error(exc)}") from exc
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def list_apis(self) -> list[ActualApi]:
+        """Every current API in the service (owned or not), without policies."""
+
+        def run() -> list[ActualApi]:
+            return [api_from_arm(a.name, _props(a)) for a in self.client.api.list_by_service(self.rg, self.svc)]
+
+        return self._call(f"listing APIs of {self.svc}", run)
+
+    def get_api(self, api_id: str) -> tuple[ActualApi, str] | None:
+        """The API and its ETag, or None if it does not exist."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        def run() -> tuple[ActualApi, str] | None:
+            try:
+                contract, etag = self.client.api.get(self.rg, self.svc, api_id,
+                                                     cls=lambda _r, body, headers: (body, headers.get("ETag")))
+            except ResourceNotFoundError:
+                return None
+            return api_from_arm(contract.name, _props(contract)), etag
+
+        return self._call(f"reading API {api_id}", run)
+
+    def get_policy(self, api_id: str) -> str | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        def run() -> str | None:
+            try:
+                return self.client.api_policy.get(self.rg, self.svc, api_id, "policy", format="rawxml").value
+            except ResourceNotFoundError:
+                return None
+
+        return self._call(f"reading the policy of API {api_id}", run)
+
+    def product_apis(self, product: str) -> set[str]:
+        return self._call(f"listing APIs of product {product}", lambda: {
+            a.name for a in self.client.product_api.list_by_product(self.rg, self.svc, product)})
+
+    def tag_links(self) -> dict[str, set[str]]:
+        """API ids per tag name, from one paged apisByTags listing."""
+
+        def run() -> dict[str, set[str]]:
+            links: dict[str, set[str]] = {}
+            for item in self.client.api.list_by_tags(self.rg, self.svc):
+                if item.tag is not None and item.api is not None:
+                    links.setdefault(item.tag.name, set()).add(item.api.name)
+            return links
+
+        return self._call(f"listing API tags of {self.svc}", run)
+
+    def get_named_value(self, name: str) -> NamedValueState | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        def run() -> NamedValueState | None:
+            try:
+                nv = self.client.named_value.get(self.rg, self.svc, name)
+            except ResourceNotFoundError:
+                return None
+            kv = nv.key_vault.secret_identifier if nv.key_vault else None
+            return NamedValueState(name=nv.name, secret=bool(nv.secret), key_vault_id=kv, tags=tuple(nv.tags or ()))
+
+        return self._call(f"reading named value {name}", run)
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def put_api(self, api: DesiredApi, *, with_spec: bool, if_match: str | None = None,
+                revision_of: ActualApi | None = None) -> None:
+        """Create or update an API. ``with_spec`` imports the spec; else only its settings change.
+
+        ``revision_of``: import into a new revision of that API (made current by :meth:`release`).
+        """
+        from azure.mgmt.apimanagement.models import ApiCreateOrUpdateParameter
+
+        s = api.settings
+        params: dict[str, Any] = {
+            "path": s.path, "display_name": s.display_name, "description": s.description,
+            "service_url": s.service_url, "protocols": list(s.protocols),
+            "subscription_required": s.subscription_required, "api_revision_description": str(api.marker),
+        }
+        if with_spec:
+            params.update(format="openapi+json", value=api.spec_json)
+        api_id = api.api_id
+        if revision_of is not None:
+            api_id = f"{api.api_id};rev={int(revision_of.revision) + 1}"
+            params["source_api_id"] = f"{self.service_id}/apis/{api.api_id}"
+        body = ApiCreateOrUpdateParameter(**params)
+        self._call(f"writing API {api_id}", lambda: self.client.api.begin_create_or_update(
+            self.rg, self.svc, api_id, body, if_match=if_match, polling=self._poller()).result())
+
+    def release(self, api_id: str, revision: int) -> None:
+        from azure.mgmt.apimanagement.models import ApiReleaseContract
+
+        body = ApiReleaseContract(api_id=f"{self.service_id}/apis/{api_id};rev={revision}",
+                                  notes="released by apimsync")
+        self._call(f"releasing revision {revision} of API {api_id}", lambda: self.client.api_release.create_or_update(
+            self.rg, self.svc, api_id, f"apimsync-rev{revision}", body))
+
+    def put_policy(self, api_id: str, xml: str) -> None:
+        from azure.mgmt.apimanagement.models import PolicyContract
+
+        self._call(f"writing the policy of API {api_id}", lambda: self.client.api_policy.create_or_update(
+            self.rg, self.svc, api_id, "policy", PolicyContract(value=xml, format="rawxml")))
+
+    def link_product(self, product: str, api_id: str) -> None:
+        self._call(f"adding API {api_id} to product {product}", lambda: self.client.product_api.create_or_update(
+            self.rg, self.svc, product, api_id))
+
+    def ensure_tag(self, tag: str) -> None:
+        from azure.mgmt.apimanagement.models import TagCreateUpdateParameters
+
+        self._call(f"creating tag {tag}", lambda: self.client.tag.create_or_update(
+            self.rg, self.svc, tag, TagCreateUpdateParameters(display_name=tag)))
+
+    def assign_tag(self, tag: str, api_id: str) -> None:
+        self._call(f"tagging API {api_id} with {tag}", lambda: self.client.tag.assign_to_api(
+            self.rg, self.svc, api_id, tag))
+
+    def delete_api(self, api_id: str, etag: str) -> None:
+        self._call(f"deleting API {api_id}", lambda: self.client.api.begin_delete(
+            self.rg, self.svc, api_id, if_match=etag, delete_revisions=True, polling=self._poller()).result())
+
+    def put_named_value(self, change: NamedValueChange) -> None:
+        from azure.mgmt.apimanagement.models import KeyVaultContractCreateProperties, NamedValueCreateContract
+
+        if change.key_vault_id:
+            body = NamedValueCreateContract(display_name=change.name, secret=True, key_vault=(
+                KeyVaultContractCreateProperties(secret_identifier=change.key_vault_id,
+                                                 identity_client_id=change.identity_client_id)))
+        else:
+            assert change.secret_value is not None
+            body = NamedValueCreateContract(display_name=change.name, secret=True,
+                                            value=change.secret_value.reveal(),
+                                            tags=[f"apimsync-fp-{change.secret_value.fingerprint()}"])
+        self._call(f"writing named value {change.name}", lambda: self.client.named_value.begin_create_or_update(
+            self.rg, self.svc, change.name, body, polling=self._poller()).result())
+
+    # -- the sync lock ---------------------------------------------------------------------------
+
+    def acquire_lock(self, name: str, ttl_seconds: int, *, force: bool = False) -> str:
+        """Take a sync lock (a plain named value holding its owner and expiry); returns the owner id."""
+        from azure.core.exceptions import ResourceNotFoundError
+        from azure.mgmt.apimanagement.models import NamedValueCreateContract
+
+        owner = f"{uuid.uuid4().hex[:12]}"
+        now = datetime.now(timezone.utc)
+
+        def current() -> tuple[dict[str, Any] | None, str | None]:
+            try:
+                nv, etag = self.client.named_value.get(self.rg, self.svc, name,
+                                                       cls=lambda _r, body, headers: (body, headers.get("ETag")))
+            except ResourceNotFoundError:
+                return None, None
+            try:
+                return json.loads(nv.value or "{}"), etag
+            except ValueError:
+                return {}, etag
+
+        held, etag = self._call("reading the sync lock", current)
+        if held and not force:
+            expires = _parse_time(held.get("expires"))
+            if expires and expires > now:
+                raise LockError(f"another apimsync run holds the lock on {self.svc} (owner {held.get('owner')}, "
+                                f"until {held.get('expires')}); wait, or break it with --force-lock")
+        value = json.dumps({"owner": owner, "expires": (now + timedelta(seconds=ttl_seconds)).isoformat()})
+        body = NamedValueCreateContract(display_name=name, value=value, secret=False)
+        self._call("taking the sync lock", lambda: self.client.named_value.begin_create_or_update(
+            self.rg, self.svc, name, body, if_match=etag, polling=self._poller()).result())
+        held, _ = self._call("reading the sync lock", current)
+        if not held or held.get("owner") != owner:
+            raise LockError(f"another apimsync run took the lock on {self.svc} at the same moment; try again")
+        return owner
+
+    def release_lock(self, name: str, owner: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        def run() -> None:
+            try:
+                nv, etag = self.client.named_value.get(self.rg, self.svc, name,
+                                                       cls=lambda _r, body, headers: (body, headers.get("ETag")))
+            except ResourceNotFoundError:
+                return
+            if json.loads(nv.value or "{}").get("owner") == owner:
+                self.client.named_value.delete(self.rg, self.svc, name, if_match=etag)
+
+        try:
+            self._call("releasing the sync lock", run)
+        except TargetError as exc:  # it expires by itself; never fail a finished sync over it
+            log.warning("%s", exc)
+
+
+def _props(contract: Any) -> dict[str, Any]:
+    """The JSON-named properties of an SDK ApiContract."""
+    return {
+        "path": contract.path, "displayName": contract.display_name, "description": contract.description,
+        "serviceUrl": contract.service_url, "subscriptionRequired": contract.subscription_required,
+        "protocols": [str(p.value if hasattr(p, "value") else p) for p in (contract.protocols or [])],
+        "apiRevision": contract.api_revision, "apiRevisionDescription": contract.api_revision_description,
+    }
+
+
+def _parse_time(text: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text))
+    except ValueError:
+        return None
