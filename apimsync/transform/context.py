@@ -1,0 +1,33 @@
+"""What a pipeline knows about the endpoint it transforms, and the ``{name}`` templates steps use."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from apimsync.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class TransformContext:
+    endpoint: str
+    server_url: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+    served_entities: tuple[str, ...] = ()
+    config_version: str | None = None
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+    def values(self) -> dict[str, str]:
+        return {"endpoint": self.endpoint, "server_url": self.server_url,
+                "config_version": self.config_version or "1", **self.variables}
+
+
+def render(template: str, ctx: TransformContext, extra: Mapping[str, str] | None = None) -> str:
+    values = {**ctx.values(), **(extra or {})}
+    try:
+        return template.format_map(values)
+    except KeyError as exc:
+        raise PipelineError(f"template '{template}': unknown placeholder {{{exc.args[0]}}} "
+                            f"(known: {', '.join(sorted(values))})") from None
+    except (ValueError, IndexError) as exc:
+        raise PipelineError(f"template '{template}': {exc}") from None
