@@ -50,8 +50,9 @@ def apply_plan(plan: Plan, apim: Apim, *, concurrency: int = 8, update_strategy:
 
     todo = [c for c in plan.changes if c.action is not Action.NOOP]
     wanted_paths = {c.desired.settings.path for c in todo if c.desired is not None}
-    deletes_first = [c for c in todo if c.action is Action.DELETE and c.actual and c.actual.settings.path in wanted_paths]
-    deletes_last = [c for c in todo if c.action is Action.DELETE and c not in deletes_first]
+    deletes = [c for c in todo if c.action is Action.DELETE]
+    deletes_first = [c for c in deletes if c.actual and c.actual.settings.path in wanted_paths]
+    deletes_last = [c for c in deletes if c not in deletes_first]
     upserts = [c for c in todo if c.action in (Action.CREATE, Action.UPDATE)]
 
     tags = sorted({w.split(":", 1)[1] for c in upserts for w in c.writes if w.startswith("tag:")})

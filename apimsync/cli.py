@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -39,8 +41,11 @@ def handle_errors(func: F) -> F:
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="warning",
               show_default=True, help="Log level for messages on stderr.")
 @click.option("--debug", is_flag=True, help="Debug logging and full tracebacks on errors.")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Output format on stdout for plan, sync, import, lint and demo.")
+@click.option("-p", "--profile", help="Databricks configuration profile (~/.databrickscfg) of the workspace.")
 @click.pass_context
-def main(ctx: click.Context, log_level: str, debug: bool) -> None:
+def main(ctx: click.Context, log_level: str, debug: bool, output: str, profile: str | None) -> None:
     """Publish Databricks Model Serving endpoints into Azure API Management.
 
     apimsync fetches each serving endpoint's OpenAPI document, transforms it into a spec APIM
@@ -49,6 +54,260 @@ def main(ctx: click.Context, log_level: str, debug: bool) -> None:
     """
     logging.basicConfig(level=logging.DEBUG if debug else getattr(logging, log_level.upper()),
                         stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if not debug:  # the SDKs' own chatter (host-metadata probes, retries) is noise at the user's level
+        for noisy in ("databricks.sdk", "azure"):
+            logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+        logging.getLogger("databricks.sdk").setLevel(logging.ERROR)
 
 
 # -- commands are added below --------------------------------------------------------------------
+
+
+# -- sync, plan, import --------------------------------------------------------------------------
+
+def _output_option(func: F) -> F:
+    return click.option("-o", "--output", type=click.Choice(["text", "json"]), default=None,
+                        help="Output format on stdout (default: text, or the group's -o).")(func)
+
+
+def _config_option(func: F) -> F:
+    return click.option("--config", "config", type=click.Path(dir_okay=False), envvar="APIMSYNC_CONFIG",
+                        help="Configuration file (default: ./apimsync.yaml).")(func)
+
+
+def _output_format(ctx: click.Context, output: str | None) -> str:
+    return output or ctx.find_root().params.get("output") or "text"
+
+
+def _engine(ctx: click.Context, config: str | None, overrides: dict[str, Any]) -> Any:
+    from apimsync.config import load_settings
+    from apimsync.engine import Engine
+
+    profile = ctx.find_root().params.get("profile")
+    settings = load_settings(config, overrides=overrides)
+    if profile:
+        if len(settings.workspaces) > 1:
+            from apimsync.errors import ConfigError
+
+            raise ConfigError("--profile applies to a single workspace; the configuration lists several")
+        from dataclasses import replace
+
+        settings = replace(settings, workspaces=(replace(settings.workspaces[0], profile=profile),))
+    return Engine(settings, progress=_progress_printer())
+
+
+def _progress_printer() -> Callable[[str, int, int], None] | None:
+    """A one-line counter per phase on stderr, only when stdout is a terminal (never in notebooks, CI, pipes)."""
+    if not sys.stdout.isatty() or os.environ.get("CI") or "DATABRICKS_RUNTIME_VERSION" in os.environ:
+        return None
+
+    def show(phase: str, done: int, total: int) -> None:
+        click.echo(f"\r{phase}: {done}/{total}", err=True, nl=done >= total)
+
+    return show
+
+
+def _emit(obj: Any, fmt: str) -> None:
+    click.echo(obj.to_json() if fmt == "json" else str(obj))
+
+
+# -- transform, lint --------------------------------------------------------------------------------
+
+def _read_spec(spec: str) -> dict[str, Any]:
+    from apimsync.errors import SpecError
+    from apimsync.spec import load_spec
+
+    if spec == "-":
+        return load_spec(sys.stdin.buffer.read(), origin="<stdin>")
+    try:
+        with open(spec, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise SpecError(f"{spec}: cannot read ({exc.strerror})") from None
+    return load_spec(data, origin=spec)
+
+
+def _transformed(spec: dict[str, Any], pipeline: str | None, server_url: str | None) -> dict[str, Any]:
+    from apimsync.transform import TransformContext, load_pipeline
+
+    servers = spec.get("servers") or [{}]
+    url = server_url or (servers[0].get("url") if isinstance(servers[0], dict) else None) or "https://localhost"
+    title = str((spec.get("info") or {}).get("title") or "endpoint")
+    ctx = TransformContext(endpoint=title, server_url=url, variables={"workspace": "local", "api_id": title})
+    return load_pipeline(pipeline).run(spec, ctx)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@click.option("--pipeline", help="Pipeline file (default: the shipped transforms/databricks-serving.yaml).")
+@click.option("--server-url", help="URL for the spec's single server (default: the spec's first server).")
+@handle_errors
+def transform(spec: str, out: str | None, pipeline: str | None, server_url: str | None) -> None:
+    """Transform a Databricks serving spec (a file, or - for stdin) into one APIM imports."""
+    result = json.dumps(_transformed(_read_spec(spec), pipeline, server_url), indent=2) + "\n"
+    if out:
+        with open(out, "w", encoding="utf-8") as fh:
+            fh.write(result)
+    else:
+        click.echo(result, nl=False)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--pipeline", help="Pipeline to apply first (default: the shipped one; 'none' lints SPEC as is).")
+@_output_option
+@click.pass_context
+@handle_errors
+def lint(ctx: click.Context, spec: str, pipeline: str | None, output: str | None) -> None:
+    """Check a spec against APIM's import rules (after the pipeline). Exit 1 when there are errors."""
+    from apimsync.transform import lint as run_lint
+
+    findings = run_lint(_transformed(_read_spec(spec), pipeline, None))
+    errors = [f for f in findings if f.severity == "error"]
+    if _output_format(ctx, output) == "json":
+        click.echo(json.dumps({"errors": len(errors), "findings": [f.to_dict() for f in findings]}, indent=2))
+    else:
+        for finding in findings:
+            click.echo(str(finding))
+        click.echo(f"{len(errors)} error(s), {len(findings) - len(errors)} warning(s)")
+    sys.exit(1 if errors else 0)
+
+
+@main.command()
+@_config_option
+@_output_option
+@click.option("--out", "out", type=click.Path(dir_okay=False), help="Also write the plan as JSON to this file.")
+@click.option("--prune/--no-prune", default=None, help="Plan deletes of owned APIs whose endpoint is gone.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 3 when the plan has changes (0: none, 1: error).")
+@click.pass_context
+@handle_errors
+def plan(ctx: click.Context, config: str | None, output: str | None, out: str | None, prune: bool | None,
+         detailed_exitcode: bool) -> None:
+    """Show what a sync would change in APIM, and why. Writes nothing."""
+    result = _engine(ctx, config, {}).plan(prune=prune)
+    if out:
+        with open(out, "w", encoding="utf-8") as fh:
+            fh.write(result.to_json())
+    _emit(result, _output_format(ctx, output))
+    if result.failures or result.withheld:
+        sys.exit(1)
+    if detailed_exitcode and result.has_changes:
+        sys.exit(3)
+
+
+@main.command()
+@_config_option
+@_output_option
+@click.option("--prune/--no-prune", default=None, help="Delete owned APIs whose endpoint is gone (prune.enabled).")
+@click.option("--dry-run", is_flag=True, help="Plan only; write nothing.")
+@click.option("--force", is_flag=True, help="Allow deleting more than prune.max_delete_fraction of owned APIs.")
+@click.option("--force-lock", is_flag=True, help="Break another run's sync lock (use when it is stale).")
+@click.pass_context
+@handle_errors
+def sync(ctx: click.Context, config: str | None, output: str | None, prune: bool | None, dry_run: bool,
+         force: bool, force_lock: bool) -> None:
+    """Make APIM match Databricks: plan, then apply.
+
+    Exit codes: 0 everything synced, 1 some endpoint or API failed (the others were synced),
+    2 usage or configuration error.
+    """
+    report = _engine(ctx, config, {}).sync(dry_run=dry_run, prune=prune, force=force, force_lock=force_lock)
+    _emit(report, _output_format(ctx, output))
+    sys.exit(report.exit_code)
+
+
+@main.command("import")
+@click.argument("endpoint")
+@_config_option
+@_output_option
+@click.option("--force-lock", is_flag=True, help="Break another run's sync lock (use when it is stale).")
+@click.pass_context
+@handle_errors
+def import_(ctx: click.Context, endpoint: str, config: str | None, output: str | None, force_lock: bool) -> None:
+    """Publish one endpoint now (create or update its API). Never deletes anything."""
+    report = _engine(ctx, config, {}).sync(only=endpoint, force_lock=force_lock)
+    _emit(report, _output_format(ctx, output))
+    sys.exit(report.exit_code)
+
+
+# -- emulate, demo --------------------------------------------------------------------------------
+
+@main.command()
+@click.option("--fixtures", type=click.Path(file_okay=False, exists=True),
+              help="Fixture folder: endpoints.json and openapi/<name>.json (default: the shipped set).")
+@click.option("--endpoints", type=click.IntRange(min=0), default=None,
+              help="Serve N synthetic endpoints (on top of --fixtures when that is given).")
+@click.option("--databricks-port", type=click.IntRange(0, 65535), default=0, help="Port of the Databricks emulator.")
+@click.option("--apim-port", type=click.IntRange(0, 65535), default=0, help="Port of the APIM emulator.")
+@click.option("--ca-out", type=click.Path(dir_okay=False), help="Write the APIM emulator's CA certificate (PEM) here.")
+@click.option("--state", type=click.Path(dir_okay=False), help="Keep the emulated APIM's state in this JSON file.")
+@click.option("--latency-ms", type=click.FloatRange(min=0), default=0.0, help="Latency added to every APIM call.")
+@click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of APIM calls answered 500/503.")
+@click.option("--time-scale", type=click.FloatRange(min=0.001), default=1.0,
+              help="Emulated time runs X times faster (ARM throttling refill, long-running operations).")
+@click.option("--throttle/--no-throttle", default=False, help="Throttle like ARM (token buckets per subscription).")
+@handle_errors
+def emulate(fixtures: str | None, endpoints: int | None, databricks_port: int, apim_port: int, ca_out: str | None,
+            state: str | None, latency_ms: float, fault_rate: float, time_scale: float, throttle: bool) -> None:
+    """Run a local Databricks workspace and APIM service until interrupted (an offline sandbox).
+
+    Prints both URLs and a ready configuration for pointing apimsync at them.
+    """
+    import signal
+    import threading
+
+    from apimsync.emulators.apim import Throttle
+    from apimsync.emulators.databricks import DEFAULT_FIXTURES
+    from apimsync.emulators.sandbox import Sandbox
+
+    chosen = fixtures or (None if endpoints else DEFAULT_FIXTURES)
+    box = Sandbox(fixtures=chosen, endpoints=endpoints, databricks_port=databricks_port, apim_port=apim_port,
+                  state_file=state, throttle=Throttle(enabled=throttle), time_scale=time_scale, lro_seconds=0.2)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with box:
+        box.apim.faults.configure(latency_ms=latency_ms, fault_rate=fault_rate)
+        ca = box.apim.ca_file
+        if ca_out:
+            from pathlib import Path
+
+            Path(ca_out).write_bytes(Path(ca).read_bytes())
+            ca = Path(ca_out).resolve()
+        click.echo(f"Databricks emulator: {box.databricks.url}")
+        click.echo(f"APIM emulator:       {box.apim.url}  (CA: {ca})")
+        click.echo("\n# apimsync.yaml for the sandbox:\n" + box.config_yaml(ca))
+        click.echo("# environment:")
+        for key, value in box.env().items():
+            click.echo(f"export {key}={value}")
+        click.echo("\nPress Ctrl+C to stop.", err=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    click.echo("Emulators stopped.", err=True)
+
+
+@main.command()
+@_output_option
+@click.pass_context
+@handle_errors
+def demo(ctx: click.Context, output: str | None) -> None:
+    """Sync the shipped demo endpoints into a local APIM emulator, twice: the second run changes nothing."""
+    from apimsync.emulators.sandbox import Sandbox
+
+    fmt = _output_format(ctx, output)
+    with Sandbox() as box:
+        engine = box.engine(progress=_progress_printer())
+        first = engine.sync()
+        second = box.engine().sync()
+        if fmt == "json":
+            click.echo(json.dumps({"first": first.to_dict(), "second": second.to_dict()}, indent=2))
+        else:
+            click.echo("== First sync: Databricks endpoints -> APIM\n")
+            click.echo(str(first))
+            click.echo("\n== Second sync: nothing changed in Databricks\n")
+            click.echo(str(second.plan))
+            click.echo("\n" + second.summary)
+    sys.exit(max(first.exit_code, second.exit_code))

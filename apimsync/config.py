@@ -273,16 +273,16 @@ def _build(cls: type, raw: Any, origin: str, prefix: str) -> Any:
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
-        if key not in fields or key == "origin" and cls is not Settings:
+        if key not in fields or (key == "origin" and cls is not Settings):
             close = difflib.get_close_matches(str(key), [k for k in fields if k != "origin"], n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"{origin}: unknown key '{prefix}{key}'{hint}")
     values: dict[str, Any] = {}
     for name, f in fields.items():
         key = prefix + name
-        if name not in raw or raw[name] is None and f.default is dataclasses.MISSING \
-                and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if name not in raw or (raw[name] is None and required):
+            if required:
                 raise ConfigError(f"{origin}: {key}: required")
             continue
         values[name] = _coerce(hints[name], raw[name], origin, key)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from dataclasses import replace
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -184,7 +184,8 @@ class Engine:
         product_links = {p: self.apim.product_apis(p) for p in self.settings.apis.products}
         tag_links = self.apim.tag_links() if self.settings.apis.tags else {}
         with ThreadPoolExecutor(max_workers=max(1, min(self.settings.concurrency, len(owned) or 1))) as pool:
-            policies = dict(zip([a.api_id for a in owned], pool.map(lambda a: self.apim.get_policy(a.api_id), owned)))
+            fetched = pool.map(lambda a: self.apim.get_policy(a.api_id), owned)
+            policies = dict(zip([a.api_id for a in owned], fetched, strict=True))
         out = []
         for a in apis:
             if a.api_id in policies:

@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Any
 
 from apimsync import html
-from apimsync.model import ActualApi, DesiredApi, NamedValueState
+from apimsync.model import ActualApi, DesiredApi
 from apimsync.secrets import Secret
 
 FORMAT_VERSION = 1

@@ -31,7 +31,8 @@ def render_policy(template: str, variables: Mapping[str, str], *, origin: str = 
     """Substitute ``${var}`` (values XML-escaped), drop the template's comments, and check the result is a
     well-formed <policies> document."""
     try:
-        xml = string.Template(COMMENT.sub("", template).strip() + "\n").substitute({k: escape(str(v), {'"': "&quot;"}) for k, v in variables.items()})
+        escaped = {k: escape(str(v), {'"': "&quot;"}) for k, v in variables.items()}
+        xml = string.Template(COMMENT.sub("", template).strip() + "\n").substitute(escaped)
     except KeyError as exc:
         raise PolicyError(f"{origin}: unknown variable ${{{exc.args[0]}}} "
                           f"(known: {', '.join(sorted(variables))})") from None

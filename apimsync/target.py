@@ -49,7 +49,7 @@ def retry_after_seconds(headers: Any) -> float | None:
 def _gate_policy() -> Any:
     from azure.core.pipeline.policies import HTTPPolicy
 
-    class ThrottleGate(HTTPPolicy):  # type: ignore[type-arg]
+    class ThrottleGate(HTTPPolicy):
         """Shared by all workers: counts calls, and holds every request while ARM says to back off."""
 
         def __init__(self) -> None:
@@ -77,6 +77,16 @@ def _gate_policy() -> Any:
     return ThrottleGate()
 
 
+def location_poller(interval: float) -> Any:
+    """An LRO poller that follows ``Location`` only: the workaround for SDK 5.0.0's failure on APIM's
+    ``Azure-AsyncOperation`` results (research/apim.md §3)."""
+    from azure.core.polling.base_polling import LocationPolling, StatusCheckPolling
+    from azure.mgmt.core.polling.arm_polling import ARMPolling, BodyContentPolling
+
+    return ARMPolling(interval, lro_algorithms=[LocationPolling(), BodyContentPolling(), StatusCheckPolling()],
+                      lro_options={"final-state-via": "location"})
+
+
 def make_credential(kind: str) -> TokenCredential:
     """The Azure credential named in ``apim.credential``."""
     if kind == "emulator":
@@ -98,7 +108,7 @@ def make_credential(kind: str) -> TokenCredential:
         dbutils = databricks_dbutils()
         if dbutils is None:
             raise TargetError(f"apim.credential: service credential '{name}' is only available on Databricks")
-        return dbutils.credentials.getServiceCredentialsProvider(name)  # type: ignore[no-any-return]
+        return dbutils.credentials.getServiceCredentialsProvider(name)
     from azure.identity import DefaultAzureCredential
 
     return DefaultAzureCredential()
@@ -156,12 +166,12 @@ class Apim:
         )
 
     def _poller(self) -> Any:
-        from azure.core.polling.base_polling import LocationPolling, StatusCheckPolling
-        from azure.mgmt.core.polling.arm_polling import ARMPolling, BodyContentPolling
+        return location_poller(self.target.polling_interval)
 
-        return ARMPolling(self.target.polling_interval,
-                          lro_algorithms=[LocationPolling(), BodyContentPolling(), StatusCheckPolling()],
-                          lro_options={"final-state-via": "location"})
+    def _with_etag(self, operation: Callable[..., Any], *args: str) -> tuple[Any, str | None]:
+        """A GET returning (entity, its ETag header)."""
+        result: Any = operation(self.rg, self.svc, *args, cls=lambda _r, body, headers: (body, headers.get("ETag")))
+        return result[0], result[1]
 
     def _call(self, what: str, func: Callable[[], T]) -> T:
         from azure.core.exceptions import AzureError
@@ -177,7 +187,8 @@ class Apim:
         """Every current API in the service (owned or not), without policies."""
 
         def run() -> list[ActualApi]:
-            return [api_from_arm(a.name, _props(a)) for a in self.client.api.list_by_service(self.rg, self.svc)]
+            listed = self.client.api.list_by_service(self.rg, self.svc)
+            return [api_from_arm(str(a.name), _props(a)) for a in listed]
 
         return self._call(f"listing APIs of {self.svc}", run)
 
@@ -187,11 +198,10 @@ class Apim:
 
         def run() -> tuple[ActualApi, str] | None:
             try:
-                contract, etag = self.client.api.get(self.rg, self.svc, api_id,
-                                                     cls=lambda _r, body, headers: (body, headers.get("ETag")))
+                contract, etag = self._with_etag(self.client.api.get, api_id)
             except ResourceNotFoundError:
                 return None
-            return api_from_arm(contract.name, _props(contract)), etag
+            return api_from_arm(str(contract.name), _props(contract)), str(etag)
 
         return self._call(f"reading API {api_id}", run)
 
@@ -208,7 +218,7 @@ class Apim:
 
     def product_apis(self, product: str) -> set[str]:
         return self._call(f"listing APIs of product {product}", lambda: {
-            a.name for a in self.client.product_api.list_by_product(self.rg, self.svc, product)})
+            str(a.name) for a in self.client.product_api.list_by_product(self.rg, self.svc, product)})
 
     def tag_links(self) -> dict[str, set[str]]:
         """API ids per tag name, from one paged apisByTags listing."""
@@ -217,7 +227,7 @@ class Apim:
             links: dict[str, set[str]] = {}
             for item in self.client.api.list_by_tags(self.rg, self.svc):
                 if item.tag is not None and item.api is not None:
-                    links.setdefault(item.tag.name, set()).add(item.api.name)
+                    links.setdefault(str(item.tag.name), set()).add(str(item.api.name))
             return links
 
         return self._call(f"listing API tags of {self.svc}", run)
@@ -231,7 +241,8 @@ class Apim:
             except ResourceNotFoundError:
                 return None
             kv = nv.key_vault.secret_identifier if nv.key_vault else None
-            return NamedValueState(name=nv.name, secret=bool(nv.secret), key_vault_id=kv, tags=tuple(nv.tags or ()))
+            return NamedValueState(name=str(nv.name), secret=bool(nv.secret), key_vault_id=kv,
+                                   tags=tuple(nv.tags or ()))
 
         return self._call(f"reading named value {name}", run)
 
@@ -320,8 +331,7 @@ class Apim:
 
         def current() -> tuple[dict[str, Any] | None, str | None]:
             try:
-                nv, etag = self.client.named_value.get(self.rg, self.svc, name,
-                                                       cls=lambda _r, body, headers: (body, headers.get("ETag")))
+                nv, etag = self._with_etag(self.client.named_value.get, name)
             except ResourceNotFoundError:
                 return None, None
             try:
@@ -349,12 +359,11 @@ class Apim:
 
         def run() -> None:
             try:
-                nv, etag = self.client.named_value.get(self.rg, self.svc, name,
-                                                       cls=lambda _r, body, headers: (body, headers.get("ETag")))
+                nv, etag = self._with_etag(self.client.named_value.get, name)
             except ResourceNotFoundError:
                 return
             if json.loads(nv.value or "{}").get("owner") == owner:
-                self.client.named_value.delete(self.rg, self.svc, name, if_match=etag)
+                self.client.named_value.delete(self.rg, self.svc, name, if_match=etag or "*")
 
         try:
             self._call("releasing the sync lock", run)

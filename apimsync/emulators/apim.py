@@ -323,8 +323,9 @@ class ApimEmulator:
                     return self._release(request, api_id, parts[3])
                 if sub == "revisions" and n == 3 and m == "GET":
                     base = self._base(api_id)
-                    return self._list(request, parts, [self._api_body(base, r)["properties"] | {"apiId": f"/apis/{base};rev={r}"}
-                                                       for r in self._state["apis"][base]["revisions"]])
+                    revisions = self._state["apis"][base]["revisions"]
+                    return self._list(request, parts, [{**self._api_body(base, r)["properties"],
+                                                        "apiId": f"/apis/{base};rev={r}"} for r in revisions])
         if head == "apisByTags" and n == 1 and m == "GET":
             return self._list(request, parts, self._apis_by_tags())
         if head == "namedValues":
@@ -399,7 +400,7 @@ class ApimEmulator:
         rev = rev or entry["current"]
         if rev not in entry["revisions"]:
             raise _not_found("API revision")
-        return entry["revisions"][rev]  # type: ignore[no-any-return]
+        return entry["revisions"][rev]
 
     def _api_body(self, base: str, rev: str | None = None) -> dict[str, Any]:
         entry = self._state["apis"][base]
@@ -435,7 +436,9 @@ class ApimEmulator:
                 raise _not_found("API")
             r = entry["revisions"][rev or entry["current"]]
             body = self._api_body(base, rev)
-            return Response.json(200, body, {"ETag": r["etag"]}) if m == "GET" else Response(200, b"", {"ETag": r["etag"]})
+            if m == "HEAD":
+                return Response(200, b"", {"ETag": r["etag"]})
+            return Response.json(200, body, {"ETag": r["etag"]})
         if m == "DELETE":
             if entry is None:
                 return Response(204)
@@ -477,7 +480,7 @@ class ApimEmulator:
         limits = {"displayName": (1, 300), "path": (0, 400), "serviceUrl": (0, 2000), "description": (0, 10**6)}
         for key, (low, high) in limits.items():
             if key in props and props[key] is not None and not low <= len(str(props[key])) <= high:
-                raise ArmError(400, "ValidationError", f"Property '{key}' must be {low}–{high} characters long.")
+                raise ArmError(400, "ValidationError", f"Property '{key}' must be {low}-{high} characters long.")
         if "path" in props and props["path"] is not None:
             props["path"] = str(props["path"]).strip("/")
             for other, entry in self._state["apis"].items():
@@ -529,7 +532,7 @@ class ApimEmulator:
         new_props.setdefault("protocols", ["https"])
         new_props.setdefault("subscriptionRequired", True)
         self._validate_props(new_props if rev is None or entry is None else {**new_props, "path": None},
-                             partial=False if entry is None else True, base=base)
+                             partial=entry is not None, base=base)
         existing_ops = [ImportedOperation(**o) for o in (
             (source or (entry["revisions"].get(rev or entry["current"]) if entry else None) or {}).get(
                 "operations", []))]
@@ -551,7 +554,8 @@ class ApimEmulator:
         pending = {"id": self.arm_id("apis", base if rev is None else f"{base};rev={rev}"), "type": _TYPES["apis"],
                    "name": base if rev is None else f"{base};rev={rev}",
                    "properties": {**new_props, "apiRevision": target_rev, "provisioningState": "InProgress"}}
-        return self._start_lro(f"apis/{quote(pending['name'], safe='')}", 201 if created else 200, finish, lro_fail,
+        code = 201 if created else 200
+        return self._start_lro(f"apis/{quote(str(pending['name']), safe='')}", code, finish, lro_fail,
                                base, body=pending, status=201 if created else 200, etag=etag)
 
     def _release(self, request: Request, api_id: str, release_id: str) -> Response:
@@ -682,7 +686,7 @@ class ApimEmulator:
         if m == "PUT":
             self._busy(self._split(api_id)[0])
             props = (request.json() or {}).get("properties") or {}
-            value, fmt = props.get("value"), props.get("format", "xml")
+            value, fmt = str(props.get("value") or ""), props.get("format", "xml")
             if fmt not in ("xml", "rawxml"):
                 raise ArmError(400, "ValidationError", f"Policy format '{fmt}' is not supported by the emulator.")
             if r.get("policy") is not None:
@@ -753,7 +757,7 @@ class ApimEmulator:
             key_vault = props.get("keyVault")
             value = props.get("value")
             if not key_vault and (not isinstance(value, str) or not value.strip() or len(value) > 4096):
-                raise ArmError(400, "ValidationError", "Property 'value' is required (1–4096 characters).")
+                raise ArmError(400, "ValidationError", "Property 'value' is required (1-4096 characters).")
             if nv_id in nvs:
                 self._check_if_match(request, nvs[nv_id]["etag"], required=False)
             elif request.headers.get("if-match") not in (None, "*"):
@@ -775,7 +779,7 @@ class ApimEmulator:
                                    None, body=pending, status=201 if created else 200, etag=etag)
         raise ArmError(405, "MethodNotAllowed", f"{m} is not allowed on a named value.")
 
-    # -- tags and products -----------------------------------------------------------------------------------------------
+    # -- tags and products ------------------------------------------------------------
 
     def _tag_body(self, tag_id: str) -> dict[str, Any]:
         return {"id": self.arm_id("tags", tag_id), "type": _TYPES["tags"], "name": tag_id,
@@ -917,7 +921,7 @@ def _filter(items: list[dict[str, Any]], expression: str | None) -> list[dict[st
     isCurrent eq true|false, joined with ``and``."""
     if not expression:
         return items
-    tests = []
+    tests: list[Any] = []
     for clause in re.split(r"\s+and\s+", expression.strip()):
         m = re.fullmatch(r"(\w+)\s+(eq|ne)\s+'([^']*)'", clause) or re.fullmatch(r"(\w+)\s+(eq|ne)\s+(true|false)",
                                                                               clause)
@@ -930,7 +934,7 @@ def _filter(items: list[dict[str, Any]], expression: str | None) -> list[dict[st
         if m:
             fn, name, value = m.groups()
             tests.append(lambda it, f=fn, n=name, v=value: getattr(str(_field(it, n) or ""),
-                                                                   {"contains": "__contains__"}.get(f, f))(v))
+                                                                   {"contains": "__contains__"}.get(str(f), str(f)))(v))
             continue
         m = re.fullmatch(r"substringof\('([^']*)',\s*(\w+)\)", clause)
         if m:

@@ -129,7 +129,7 @@ class _Reader:
             if isinstance(body, dict):
                 if "schema" in body:
                     self.schema(body["schema"], (*where, media, "schema"))
-                schema = body.get("schema") if isinstance(body.get("schema"), dict) else {}
+                schema = _obj(body.get("schema"))
                 kind = schema.get("type")
                 if "example" in body and isinstance(kind, str) and not _fits(body["example"], kind, False):
                     self.error(MISMATCH, (*where, media, "example"))
@@ -148,6 +148,11 @@ class _Reader:
                 if "example" in p and isinstance(kind, str) and not _fits(p["example"], kind, False):
                     self.error(MISMATCH, (*where, i, "example"))
         return out
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    """The value if it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
 
 
 def _fits(value: Any, kind: str, nullable: Any) -> bool:
@@ -238,14 +243,14 @@ def import_spec(value: str | bytes, fmt: str) -> ImportedApi:
     if not (version == "2.0" or re.fullmatch(r"3\.0\.[0-3]", version) or version == "3.1.0"):
         raise ImportRejected([f"Parsing error(s): OpenAPI specification version '{version}' is not supported. [#]"])
     reader = _Reader(doc)
-    info = doc.get("info") if isinstance(doc.get("info"), dict) else {}
+    info = _obj(doc.get("info"))
     if "summary" in info:
         reader.error("The field 'summary' in 'info' object is not supported.", ("info", "summary"))
     if "webhooks" in doc:
         reader.error("The field 'webhooks' in 'document' object is not supported.", ("webhooks",))
     if "jsonSchemaDialect" in doc:
         reader.error("The field 'jsonSchemaDialect' in 'document' object is not supported.", ("jsonSchemaDialect",))
-    components = doc.get("components") if isinstance(doc.get("components"), dict) else {}
+    components = _obj(doc.get("components"))
     for section, entries in components.items():
         if isinstance(entries, dict):
             for key in entries:
@@ -253,14 +258,14 @@ def import_spec(value: str | bytes, fmt: str) -> ImportedApi:
                     reader.errors.append(
                         f"Parsing error(s): The key '{key}' in '{section}' of components MUST match the regular "
                         f"expression '^[a-zA-Z0-9\\.\\-_]+$'. [#/components]")
-    schemas = components.get("schemas") if isinstance(components.get("schemas"), dict) else {}
+    schemas = _obj(components.get("schemas"))
     for name, body in schemas.items():
         reader.schema(body, ("components", "schemas", name))
     for name in _recursive_schemas(schemas):
         reader.error(f"The schema '{name}' is defined recursively, which API Management does not support.",
                      ("components", "schemas", name))
     operations: list[ImportedOperation] = []
-    paths = doc.get("paths") if isinstance(doc.get("paths"), dict) else {}
+    paths = _obj(doc.get("paths"))
     for path, item in paths.items():
         if not isinstance(item, dict):
             continue

@@ -41,7 +41,7 @@ class DatabricksEmulator:
         self._lock = threading.Lock()
         self._endpoints: dict[str, dict[str, Any]] = {}
         self._specs: dict[str, str] = {}
-        self._stats = {"requests": 0, "errors": 0, "by_route": {"list": 0, "get": 0, "openapi": 0}}
+        self._stats: dict[str, Any] = {"requests": 0, "errors": 0, "by_route": {"list": 0, "get": 0, "openapi": 0}}
         if fixtures is not None:
             self._load(Path(fixtures))
         if endpoints:

@@ -97,13 +97,13 @@ class _Lint:
             self.add(("openapi",), "warning", "openapi-version", "OpenAPI 3.1 is import-only in APIM",
                      "down-convert to 3.0.3 (downconvert-3.0)")
         elif not re.fullmatch(r"3\.0\.[0-3]", version):
-            self.add(("openapi",), "error", "openapi-version", f"APIM imports OpenAPI 2.0, 3.0.0–3.0.3 and 3.1.0, "
+            self.add(("openapi",), "error", "openapi-version", f"APIM imports OpenAPI 2.0, 3.0.0-3.0.3 and 3.1.0, "
                      f"not '{version}'", "set openapi: 3.0.3")
         size = len(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
         if size > MAX_BYTES:
             self.add((), "error", "size", f"{size} bytes compact; APIM's inline import limit is 4 MB",
                      "drop operations or schemas (jsonpath/overlay steps)")
-        info = doc.get("info") if isinstance(doc.get("info"), dict) else {}
+        info = _obj(doc.get("info"))
         if "summary" in info:
             self.add(("info", "summary"), "error", "info-summary", "info.summary is not supported by APIM",
                      "drop it (downconvert-3.0)")
@@ -124,7 +124,7 @@ class _Lint:
                 if isinstance(s, dict) and s.get("variables"):
                     self.add(("servers", i, "variables"), "warning", "server-variables", "server URL templating is "
                              "not supported by APIM", "use a literal URL (rewrite-servers)")
-        components = doc.get("components") if isinstance(doc.get("components"), dict) else {}
+        components = _obj(doc.get("components"))
         for section, entries in components.items():
             if isinstance(entries, dict):
                 for key in entries:
@@ -137,7 +137,7 @@ class _Lint:
             if section == "pathItems":
                 self.add(("components", "pathItems"), "error", "json-schema-2020", "components.pathItems (3.1)",
                          "inline the path items (downconvert-3.0)")
-        schemas = components.get("schemas") if isinstance(components.get("schemas"), dict) else {}
+        schemas = _obj(components.get("schemas"))
         for name in _recursive(schemas):
             self.add(("components", "schemas", name), "error", "recursion", f"schema '{name}' is recursive; APIM "
                      "does not support recursive definitions", "break the cycle (replace the inner $ref with a "
@@ -158,7 +158,7 @@ class _Lint:
                     if key in item:
                         self.add(("paths", path, key), "warning", "ignored-field", f"path-level {key} is ignored",
                                  f"drop {key}")
-        for path, method, op in operations(self.doc):
+        for path, method, op in operations(dict(self.doc)):
             where: Pointer = ("paths", path, method)
             op_id = op.get("operationId")
             if not op_id:
@@ -210,6 +210,11 @@ class _Lint:
 
 def item_params(item: Any) -> list[Any]:
     return list(item.get("parameters") or []) if isinstance(item, dict) else []
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    """The value if it is a JSON object, else an empty one."""
+    return value if isinstance(value, dict) else {}
 
 
 def _fits(value: Any, kind: str, nullable: Any) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 import marshal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ class Pipeline:
         self.source = source
 
     def run(self, spec: Mapping[str, Any], ctx: TransformContext) -> dict[str, Any]:
-        doc: dict[str, Any] = marshal.loads(marshal.dumps(spec))  # a fast structural copy: the input stays as is
+        doc: dict[str, Any] = marshal.loads(marshal.dumps(dict(spec)))  # a fast structural copy: the input stays as is
         steps = [s for s in self.steps if _applies(s.when, ctx)]
         i = 0
         while i < len(steps):
@@ -54,16 +54,16 @@ class Pipeline:
                 document = getattr(step, "document", None)
                 if document is not None:
                     document(doc)
-            visitors = [s.visit for s in group]
-            if len(visitors) == 1:
-                visit_schemas(doc, visitors[0])
-            else:
-                def visit_all(node: dict[str, Any]) -> None:
-                    for visit in visitors:
-                        visit(node)
-
-                visit_schemas(doc, visit_all)
+            visit_schemas(doc, group[0].visit if len(group) == 1 else _chain([s.visit for s in group]))
         return doc
+
+
+def _chain(visitors: list[Callable[[dict[str, Any]], None]]) -> Callable[[dict[str, Any]], None]:
+    def visit_all(node: dict[str, Any]) -> None:
+        for visit in visitors:
+            visit(node)
+
+    return visit_all
 
 
 def _applies(when: Mapping[str, Any], ctx: TransformContext) -> bool:

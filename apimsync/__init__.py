@@ -1,0 +1,68 @@
+"""apimsync: publish Databricks Model Serving endpoints into Azure API Management.
+
+From a notebook or any Python code::
+
+    import apimsync
+    plan = apimsync.plan(config="apimsync.yaml")      # renders as a table in Databricks and Jupyter
+    report = apimsync.sync(config="apimsync.yaml")    # plan, then apply; report.ok, report.exit_code
+
+Settings can also be given as keywords, nested like the YAML file (``apim={"service": "my-apim"}``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from apimsync.__about__ import __version__
+from apimsync.errors import (
+    ApimsyncError,
+    ConfigError,
+    LockError,
+    PipelineError,
+    PolicyError,
+    SourceError,
+    SpecError,
+    TargetError,
+    UnsafePlanError,
+)
+
+if TYPE_CHECKING:
+    from apimsync.engine import Engine
+    from apimsync.plan import Plan
+    from apimsync.report import Report
+
+__all__ = [
+    "ApimsyncError", "ConfigError", "LockError", "PipelineError", "PolicyError", "SourceError", "SpecError",
+    "TargetError", "UnsafePlanError", "__version__", "engine", "plan", "sync",
+]
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(value, Mapping) and prefix not in ("select.tags", "policy.variables"):
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), inner, out)
+    else:
+        out[prefix] = value
+    return out
+
+
+def engine(config: str | Path | None = None, **settings: Any) -> Engine:
+    """An Engine for a configuration file and/or keyword settings (keywords win)."""
+    from apimsync.config import load_settings
+    from apimsync.engine import Engine
+
+    return Engine(load_settings(config, overrides=_flatten("", settings, {})))
+
+
+def plan(config: str | Path | None = None, *, prune: bool | None = None, force: bool = False,
+         **settings: Any) -> Plan:
+    """What a sync would change, and why. Writes nothing."""
+    return engine(config, **settings).plan(prune=prune, force=force)
+
+
+def sync(config: str | Path | None = None, *, dry_run: bool = False, prune: bool | None = None,
+         force: bool = False, force_lock: bool = False, **settings: Any) -> Report:
+    """Make APIM match Databricks: plan, then apply. Returns the report (``report.ok``, ``report.exit_code``)."""
+    return engine(config, **settings).sync(dry_run=dry_run, prune=prune, force=force, force_lock=force_lock)

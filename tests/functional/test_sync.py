@@ -1,0 +1,189 @@
+"""The sync engine end to end: real SDK clients against the Databricks and APIM emulators."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from apimsync.emulators.sandbox import DEMO_TOKEN, DEMO_TOKEN_ENV, Sandbox
+from apimsync.plan import Action
+from apimsync.target import location_poller
+
+
+def owned_ids(box: Sandbox) -> set[str]:
+    client = box.apim.client()
+    return {a.name for a in client.api.list_by_service(box.apim.RESOURCE_GROUP, box.apim.SERVICE)}
+
+
+def test_first_sync_creates_every_api_with_policy_and_named_value(sandbox: Sandbox) -> None:
+    report = sandbox.engine().sync()
+    assert report.ok, report.failed
+    created = {o.api_id for o in report.outcomes if o.action is Action.CREATE and o.ok}
+    skipped = {s.endpoint for s in report.plan.skipped}
+    assert created, "fixtures should produce APIs"
+    assert skipped, "the NOT_READY and schema-less fixtures are skipped with a reason"
+    assert all(s.reason for s in report.plan.skipped)
+    client = sandbox.apim.client()
+    rg, svc = sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
+    assert owned_ids(sandbox) == created
+    for api_id in created:
+        api = client.api.get(rg, svc, api_id)
+        assert api.api_revision_description.startswith("apimsync:1 ")
+        assert api.service_url.endswith("/serving-endpoints/" + api.display_name) or api.service_url
+        policy = client.api_policy.get(rg, svc, api_id, "policy", format="rawxml").value
+        root = ET.fromstring(policy)
+        header = root.find("./inbound/set-header[@name='Authorization']/value")
+        assert header is not None
+        assert header.text == "Bearer {{databricks-token}}"
+        assert list(client.api_operation.list_by_api(rg, svc, api_id)), f"{api_id} has operations"
+    nv = client.named_value.get(rg, svc, "databricks-token")
+    assert nv.secret is True
+    assert nv.value is None
+    assert client.named_value.list_value(rg, svc, "databricks-token").value == DEMO_TOKEN
+    # at most 2 writes per new API, plus the named value and the lock (take + release)
+    writes = sandbox.apim.stats()["writes"]
+    assert writes <= 2 * len(created) + 1 + 2
+
+
+def test_second_sync_is_all_noop_with_zero_writes(sandbox: Sandbox) -> None:
+    assert sandbox.engine().sync().ok
+    sandbox.apim.reset_stats()
+    report = sandbox.engine().sync()
+    assert report.ok
+    assert not report.plan.has_changes
+    assert {c.action for c in report.plan.changes} == {Action.NOOP}
+    stats = sandbox.apim.stats()
+    assert stats["writes"] == 0
+    assert stats["deletes"] == 0
+
+
+def test_spec_change_updates_only_that_api(sandbox: Sandbox) -> None:
+    sandbox.engine().sync()
+    name = next(n for n in sandbox.databricks.endpoint_names() if "chat" in n or "custom" in n)
+    spec = json.loads(sandbox.workspace_client().serving_endpoints.get_open_api(name).contents.read())
+    spec["info"]["description"] = "a new model version"
+    sandbox.databricks.set_spec(name, spec)
+    report = sandbox.engine().sync()
+    changed = [c for c in report.plan.changes if c.action is not Action.NOOP]
+    assert [(c.endpoint, c.reasons) for c in changed] == [(name, ("spec changed",))]
+    assert report.ok
+
+
+def test_settings_change_and_drift_are_repaired(sandbox: Sandbox) -> None:
+    sandbox.engine().sync()
+    settings = sandbox.settings(naming={"display_name": "Model {endpoint}"})
+    report = sandbox.engine(settings).sync()
+    assert report.ok
+    assert all("settings changed" in c.reasons[0] for c in report.plan.changes if c.action is Action.UPDATE)
+    # someone edits an API's display name in the portal: the next sync repairs it
+    client = sandbox.apim.client()
+    rg, svc = sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
+    api_id = sorted(owned_ids(sandbox))[0]
+    from azure.mgmt.apimanagement.models import ApiUpdateContract
+
+    client.api.update(rg, svc, api_id, "*", ApiUpdateContract(display_name="edited by hand"))
+    report = sandbox.engine(settings).sync()
+    (change,) = [c for c in report.plan.changes if c.action is Action.UPDATE]
+    assert change.api_id == api_id
+    assert change.reasons[0].startswith("drift")
+    assert client.api.get(rg, svc, api_id).display_name.startswith("Model ")
+
+
+def test_policy_change_and_token_rotation(sandbox: Sandbox) -> None:
+    sandbox.engine().sync()
+    client = sandbox.apim.client()
+    rg, svc = sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
+    report = sandbox.engine(env={DEMO_TOKEN_ENV: "dapi-rotated"}).sync()
+    assert [n.reasons for n in report.plan.named_values] == [("value changed (token rotated)",)]
+    assert client.named_value.list_value(rg, svc, "databricks-token").value == "dapi-rotated"
+    assert not [c for c in report.plan.changes if c.action is not Action.NOOP]
+    settings = sandbox.settings(policy={"template": "managed-identity-auth", "named_value": {
+        "name": "databricks-token", "env": DEMO_TOKEN_ENV}})
+    report = sandbox.engine(settings).sync()
+    assert report.ok
+    updated = [c for c in report.plan.changes if c.action is Action.UPDATE]
+    assert updated
+    assert all(c.writes == ("policy",) for c in updated)
+    policy = client.api_policy.get(rg, svc, updated[0].api_id, "policy", format="rawxml").value
+    assert ET.fromstring(policy).find("./inbound/authentication-managed-identity") is not None
+
+
+def test_prune_deletes_only_owned_apis_of_gone_endpoints(sandbox: Sandbox) -> None:
+    sandbox.engine().sync()
+    client = sandbox.apim.client()
+    rg, svc = sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
+    from azure.mgmt.apimanagement.models import ApiCreateOrUpdateParameter
+
+    client.api.begin_create_or_update(rg, svc, "hand-made", ApiCreateOrUpdateParameter(
+        path="hand/made", display_name="hand made", protocols=["https"]), polling=location_poller(0.05)).result()
+    names = sandbox.databricks.endpoint_names()
+    gone = names[0]
+    sandbox.databricks.remove_endpoint(gone)
+    plan = sandbox.engine().plan()  # prune off by default
+    assert not any(c.action is Action.DELETE for c in plan.changes)
+    report = sandbox.engine().sync(prune=True)
+    deleted = [c.api_id for c in report.plan.changes if c.action is Action.DELETE]
+    assert report.ok
+    assert len(deleted) <= 1
+    assert "hand-made" in owned_ids(sandbox)
+    # every endpoint gone: the empty-source guard keeps everything
+    for n in sandbox.databricks.endpoint_names():
+        sandbox.databricks.remove_endpoint(n)
+    before = owned_ids(sandbox)
+    report = sandbox.engine().sync(prune=True, force=True)
+    assert report.plan.withheld
+    assert owned_ids(sandbox) == before
+    assert report.exit_code == 1
+
+
+def test_id_collision_fails_both_before_any_write(sandbox: Sandbox) -> None:
+    settings = sandbox.settings(naming={"api_id": "same-id", "path": "p/{endpoint}"})
+    report = sandbox.engine(settings).sync()
+    assert not report.ok
+    assert all(f.stage == "naming" for f in report.plan.failures)
+    assert sandbox.apim.stats()["apis"] == 0
+
+
+def test_unimportable_spec_fails_that_endpoint_only(sandbox: Sandbox) -> None:
+    name = sandbox.databricks.endpoint_names()[0]
+    recursive = {"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {"/x": {"post": {
+        "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/N"}}}},
+        "responses": {"200": {"description": "ok"}}}}},
+        "components": {"schemas": {"N": {"type": "object", "properties": {"next": {"$ref": "#/components/schemas/N"}}}}}}
+    sandbox.databricks.set_spec(name, recursive)
+    report = sandbox.engine().sync()
+    failed = {f.endpoint: f for f in report.plan.failures}
+    assert set(failed) == {name}
+    assert failed[name].stage == "lint"
+    assert any(o.ok for o in report.outcomes)
+    assert report.exit_code == 1
+
+
+def test_import_publishes_one_endpoint_and_never_prunes(sandbox: Sandbox) -> None:
+    name = next(n for n in sandbox.databricks.endpoint_names())
+    report = sandbox.engine().sync(only=name)
+    assert [c.endpoint for c in report.plan.changes] == [name]
+    assert report.ok
+    assert len(owned_ids(sandbox)) == 1
+    with pytest.raises(Exception, match="not found"):
+        sandbox.engine().sync(only="no-such-endpoint")
+
+
+def test_revision_strategy_releases_a_new_revision(sandbox: Sandbox) -> None:
+    settings = sandbox.settings(update_strategy="revision")
+    sandbox.engine(settings).sync()
+    name = sandbox.databricks.endpoint_names()[0]
+    spec = json.loads(sandbox.workspace_client().serving_endpoints.get_open_api(name).contents.read())
+    spec["info"]["description"] = "v2"
+    sandbox.databricks.set_spec(name, spec)
+    report = sandbox.engine(settings).sync()
+    assert report.ok, report.failed
+    (outcome,) = [o for o in report.outcomes if o.action is Action.UPDATE]
+    assert "release" in outcome.writes
+    client = sandbox.apim.client()
+    api = client.api.get(sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE, outcome.api_id)
+    assert api.api_revision == "2"
+    assert api.is_current
+    assert not sandbox.engine(settings).plan().has_changes
