@@ -30,12 +30,12 @@ from apimsync.errors import (
 
 if TYPE_CHECKING:
     from apimsync.engine import Engine
-    from apimsync.plan import Plan
+    from apimsync.planner import Plan
     from apimsync.report import Report
 
 __all__ = [
     "ApimsyncError", "ConfigError", "LockError", "PipelineError", "PolicyError", "SourceError", "SpecError",
-    "TargetError", "UnsafePlanError", "__version__", "engine", "plan", "sync",
+    "TargetError", "UnsafePlanError", "__version__", "plan", "sync",
 ]
 
 
@@ -48,7 +48,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def engine(config: str | Path | None = None, **settings: Any) -> Engine:
+def _engine(config: str | Path | None, settings: dict[str, Any]) -> Engine:
     """An Engine for a configuration file and/or keyword settings (keywords win)."""
     from apimsync.config import load_settings
     from apimsync.engine import Engine
@@ -59,10 +59,10 @@ def engine(config: str | Path | None = None, **settings: Any) -> Engine:
 def plan(config: str | Path | None = None, *, prune: bool | None = None, force: bool = False,
          **settings: Any) -> Plan:
     """What a sync would change, and why. Writes nothing."""
-    return engine(config, **settings).plan(prune=prune, force=force)
+    return _engine(config, settings).plan(prune=prune, force=force)
 
 
 def sync(config: str | Path | None = None, *, dry_run: bool = False, prune: bool | None = None,
          force: bool = False, force_lock: bool = False, **settings: Any) -> Report:
     """Make APIM match Databricks: plan, then apply. Returns the report (``report.ok``, ``report.exit_code``)."""
-    return engine(config, **settings).sync(dry_run=dry_run, prune=prune, force=force, force_lock=force_lock)
+    return _engine(config, settings).sync(dry_run=dry_run, prune=prune, force=force, force_lock=force_lock)

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from apimsync.errors import ApimsyncError, TargetError
-from apimsync.plan import Action, Change, NamedValueChange, Plan
+from apimsync.planner import Action, Change, NamedValueChange, Plan
 from apimsync.target import Apim
 
 log = logging.getLogger(__name__)

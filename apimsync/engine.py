@@ -19,7 +19,7 @@ from apimsync.apply import Progress, apply_plan
 from apimsync.config import Settings, render_name, sanitize_api_id, sanitize_path
 from apimsync.errors import ApimsyncError, ConfigError
 from apimsync.model import ActualApi, ApiSettingsView, DesiredApi, short_hash
-from apimsync.plan import Action, Failure, NamedValueChange, Plan, Skip, make_plan
+from apimsync.planner import Action, Failure, NamedValueChange, Plan, Skip, make_plan
 from apimsync.report import Report
 from apimsync.source import DatabricksSource, Endpoint, Fetched, select
 from apimsync.target import Apim

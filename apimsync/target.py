@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.mgmt.apimanagement import ApiManagementClient
 
-    from apimsync.plan import NamedValueChange
+    from apimsync.planner import NamedValueChange
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

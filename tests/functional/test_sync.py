@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from apimsync.emulators.sandbox import DEMO_TOKEN, DEMO_TOKEN_ENV, Sandbox
-from apimsync.plan import Action
+from apimsync.planner import Action
 from apimsync.target import location_poller
 
 
@@ -151,7 +151,8 @@ def test_unimportable_spec_fails_that_endpoint_only(sandbox: Sandbox) -> None:
     recursive = {"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {"/x": {"post": {
         "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/N"}}}},
         "responses": {"200": {"description": "ok"}}}}},
-        "components": {"schemas": {"N": {"type": "object", "properties": {"next": {"$ref": "#/components/schemas/N"}}}}}}
+        "components": {"schemas": {"N": {"type": "object",
+                                         "properties": {"next": {"$ref": "#/components/schemas/N"}}}}}}
     sandbox.databricks.set_spec(name, recursive)
     report = sandbox.engine().sync()
     failed = {f.endpoint: f for f in report.plan.failures}

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apimsync.model import ActualApi, ApiSettingsView, DesiredApi, Marker
-from apimsync.plan import Action, Failure, Skip, make_plan
+from apimsync.planner import Action, Failure, Skip, make_plan
 
 POLICY = "<policies><inbound><base /></inbound><backend><base /></backend><outbound><base /></outbound></policies>"
 
