@@ -72,6 +72,7 @@ class Engine:
     def plan(self, *, prune: bool | None = None, force: bool = False, only: str | None = None) -> Plan:
         """Read both sides and decide. ``only`` limits the plan to one endpoint (import) and never prunes."""
         s = self.settings
+        _ = (self.pipeline, self.policy_template)  # a bad pipeline or policy file stops the run before any I/O
         skipped: list[Skip] = []
         failures: list[Failure] = []
         chosen: list[Endpoint] = []

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+CONFLICT_RETRIES = 4
 
 
 def retry_after_seconds(headers: Any) -> float | None:
@@ -174,12 +175,22 @@ class Apim:
         return result[0], result[1]
 
     def _call(self, what: str, func: Callable[[], T]) -> T:
-        from azure.core.exceptions import AzureError
+        """Run one SDK call; 409 PessimisticConcurrencyConflict (an operation on the API still running) is retried
+        with back-off, everything else the SDK's own retry policy already handled becomes a TargetError."""
+        from azure.core.exceptions import AzureError, HttpResponseError
 
-        try:
-            return func()
-        except AzureError as exc:
-            raise TargetError(f"{what}: {describe_error(exc)}") from exc
+        for attempt in range(CONFLICT_RETRIES + 1):
+            try:
+                return func()
+            except HttpResponseError as exc:
+                code = getattr(getattr(exc, "error", None), "code", None)
+                if exc.status_code == 409 and code == "PessimisticConcurrencyConflict" and attempt < CONFLICT_RETRIES:
+                    time.sleep(max(self.target.polling_interval, 0.05) * 2**attempt)
+                    continue
+                raise TargetError(f"{what}: {describe_error(exc)}") from exc
+            except AzureError as exc:
+                raise TargetError(f"{what}: {describe_error(exc)}") from exc
+        raise AssertionError("unreachable")
 
     # -- reads -----------------------------------------------------------------------------------
 

@@ -1,0 +1,208 @@
+"""Interrupted runs, concurrent runs, broken specs and secrets: nothing lost, nothing duplicated, nothing leaked."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from apimsync.emulators._server import FaultRule
+from apimsync.emulators.sandbox import DEMO_TOKEN_ENV, Sandbox
+from apimsync.errors import LockError
+from apimsync.planner import Action
+
+READY = 8
+
+
+def api_ids(box: Sandbox) -> list[str]:
+    client = box.apim.client()
+    return sorted(a.name for a in client.api.list_by_service(box.apim.RESOURCE_GROUP, box.apim.SERVICE))
+
+
+def cli(box: Sandbox, config: Path, *args: str, extra_env: dict[str, str] | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **box.env(), **(extra_env or {})}
+    return subprocess.run([sys.executable, "-m", "apimsync", *args, "--config", str(config)], capture_output=True,
+                          text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture
+def config(sandbox: Sandbox, tmp_path: Path) -> Path:
+    path = tmp_path / "apimsync.yaml"
+    path.write_text(sandbox.config_yaml(), encoding="utf-8")
+    return path
+
+
+def test_killed_mid_apply_then_rerun_converges_without_duplicates(sandbox: Sandbox, config: Path) -> None:
+    config.write_text(yaml.safe_dump(sandbox.config(concurrency=1)), encoding="utf-8")
+    sandbox.apim.faults.configure(latency_ms=150)  # slow, one API at a time: the kill lands mid-apply
+    env = {**os.environ, **sandbox.env()}
+    proc = subprocess.Popen([sys.executable, "-m", "apimsync", "sync", "--config", str(config)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while sandbox.apim.stats()["apis"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    partial = sandbox.apim.stats()["apis"]
+    assert 0 < partial < READY, "the kill should land mid-apply"
+    sandbox.apim.faults.configure(latency_ms=0)
+    # the dead run's lock is still there: a new run refuses, clearly, until it is broken or expires
+    refused = cli(sandbox, config, "sync")
+    assert refused.returncode == 1
+    assert "holds the lock" in refused.stderr and "--force-lock" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    rerun = cli(sandbox, config, "sync", "--force-lock")
+    assert rerun.returncode == 0, rerun.stderr
+    ids = api_ids(sandbox)
+    assert len(ids) == len(set(ids)) == READY
+    assert not sandbox.engine().plan().has_changes
+
+
+def test_concurrent_syncs_do_not_corrupt_each_other(sandbox: Sandbox) -> None:
+    sandbox.apim.faults.configure(latency_ms=20)
+    results: list[object] = []
+
+    def run() -> None:
+        try:
+            results.append(sandbox.engine().sync())
+        except LockError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert len(results) == 2
+    assert any(not isinstance(r, LockError) for r in results)
+    ids = api_ids(sandbox)
+    assert len(ids) == len(set(ids)) == READY
+    sandbox.apim.faults.configure(latency_ms=0)
+    report = sandbox.engine().sync()
+    assert report.ok and not report.plan.has_changes
+
+
+def test_stale_lock_expires_by_itself(sandbox: Sandbox) -> None:
+    settings = sandbox.settings(lock_ttl_seconds=1)
+    engine = sandbox.engine(settings)
+    engine.apim.acquire_lock(engine.lock_name, 1)
+    with pytest.raises(LockError):
+        sandbox.engine(settings).sync()
+    time.sleep(1.2)
+    assert sandbox.engine(settings).sync().ok
+
+
+BROKEN_SPECS = {
+    "not JSON": "{ this is not json",
+    "a BOM": "\ufeff" + json.dumps({"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {"/x": {}}}),
+    "swagger 2.0": json.dumps({"swagger": "2.0", "info": {"title": "t", "version": "1"}, "paths": {}}),
+    "no paths": json.dumps({"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {}}),
+    "a JSON array": "[1, 2, 3]",
+    "recursive $ref": json.dumps({"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {"/x": {
+        "post": {"responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {
+            "$ref": "#/components/schemas/A"}}}}}}}}, "components": {"schemas": {"A": {"type": "object", "properties": {
+                "b": {"$ref": "#/components/schemas/B"}}}, "B": {"type": "array", "items": {
+                    "$ref": "#/components/schemas/A"}}}}}),
+    "an external $ref": json.dumps({"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {"/x": {
+        "post": {"responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {
+            "$ref": "other.json#/Thing"}}}}}}}}}),
+    "over 4 MB": json.dumps({"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {
+        f"/p{i}": {"post": {"description": "x" * 1000, "responses": {"200": {"description": "ok"}}}}
+        for i in range(4300)}}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_SPECS))
+def test_broken_spec_fails_its_endpoint_only(sandbox: Sandbox, case: str) -> None:
+    sandbox.databricks.set_spec("openai-chat", BROKEN_SPECS[case])
+    report = sandbox.engine().sync()
+    (failure,) = report.plan.failures
+    assert failure.endpoint == "openai-chat"
+    assert failure.stage in ("fetch", "lint")
+    assert "openai-chat" in failure.message or failure.findings
+    assert "dbx-openai-chat" not in api_ids(sandbox), "nothing is published for the broken endpoint"
+    assert len(api_ids(sandbox)) == READY - 1, "the other endpoints are synced"
+    assert report.exit_code == 1
+
+
+SECRETS = {"databricks": "dapi-SECRET-databricks-0001", "named_value": "dapi-SECRET-named-value-0002",
+           "azure": "azure-SECRET-client-0003"}
+
+
+def test_secrets_never_leak(sandbox: Sandbox, tmp_path: Path, config: Path) -> None:
+    sandbox.databricks.token = SECRETS["databricks"]
+    env = {"DATABRICKS_TOKEN": SECRETS["databricks"], DEMO_TOKEN_ENV: SECRETS["named_value"],
+           "AZURE_CLIENT_SECRET": SECRETS["azure"], "AZURE_CLIENT_ID": "cid", "AZURE_TENANT_ID": "tid"}
+    plan_file = tmp_path / "plan.json"
+    outputs = []
+    for args in (["--debug", "plan", "--out", str(plan_file)], ["--debug", "-o", "json", "sync"],
+                 ["--log-level", "debug", "sync"], ["--debug", "import", "openai-chat"]):
+        run = cli(sandbox, config, *args, extra_env=env)
+        assert run.returncode == 0, run.stderr[-2000:]
+        outputs += [run.stdout, run.stderr]
+    # rotation (the named value changes) and a failing write, at debug level too
+    env[DEMO_TOKEN_ENV] = SECRETS["named_value"] + "-rotated"
+    sandbox.apim.faults.add(FaultRule(method="PUT", path="namedValues", status=400, count=1))
+    failing = cli(sandbox, config, "--debug", "sync", extra_env=env)
+    outputs += [failing.stdout, failing.stderr]
+    demo = subprocess.run([sys.executable, "-m", "apimsync", "--debug", "demo"], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120)
+    outputs += [demo.stdout, demo.stderr]
+    report = sandbox.engine(env={DEMO_TOKEN_ENV: SECRETS["named_value"]}).sync()
+    outputs += [plan_file.read_text(), report.to_json(), str(report), report._repr_html_(),
+                report.plan._repr_html_(), repr(report.plan)]
+    everything = "\n".join(outputs)
+    assert "DEBUG" in everything, "debug logging was on"
+    for name, value in SECRETS.items():
+        assert value not in everything, f"the {name} secret leaked"
+    nv = sandbox.apim.client().named_value.get(sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE, "databricks-token")
+    assert nv.secret is True
+
+
+def test_policies_reference_named_values_never_literal_tokens(sandbox: Sandbox) -> None:
+    sandbox.engine().sync()
+    client = sandbox.apim.client()
+    rg, svc = sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
+    for api_id in api_ids(sandbox):
+        policy = client.api_policy.get(rg, svc, api_id, "policy", format="rawxml").value
+        assert "{{databricks-token}}" in policy
+        assert sandbox.env()[DEMO_TOKEN_ENV] not in policy
+
+
+def test_tls_verification_is_on_by_default(sandbox: Sandbox) -> None:
+    """Without the emulator's CA bundle the APIM client refuses the connection: no switch turns this off."""
+    settings = sandbox.settings(apim={"ca_bundle": None})
+    report_or_error: object
+    try:
+        report_or_error = sandbox.engine(settings).plan()
+    except Exception as exc:  # noqa: BLE001 - any TLS failure will do
+        report_or_error = exc
+    assert "CERTIFICATE_VERIFY_FAILED" in str(report_or_error) or "certificate" in str(report_or_error).lower()
+
+
+def test_load_2000_endpoints_under_throttling_and_5xx() -> None:
+    from apimsync.emulators.apim import Throttle
+
+    throttle = Throttle(enabled=True)
+    with Sandbox(fixtures=None, endpoints=2000, throttle=throttle, time_scale=50, lro_seconds=0.5) as box:
+        box.apim.faults.configure(fault_rate=0.01)
+        settings = box.settings(concurrency=16)
+        report = box.engine(settings).sync()
+        box.apim.faults.configure(fault_rate=0.0)
+        ids = api_ids(box)
+        assert len(ids) == len(set(ids))
+        if not report.ok:  # a 5xx that outlived the SDK's retries: the next run heals it
+            report = box.engine(settings).sync()
+        assert report.ok, report.failed[:5]
+        assert len(api_ids(box)) == 2000
+        assert not box.engine(settings).plan().has_changes
+        assert box.apim.stats()["errors"] > 0
