@@ -17,7 +17,6 @@ import yaml
 from apimsync.emulators._server import FaultRule
 from apimsync.emulators.sandbox import DEMO_TOKEN_ENV, Sandbox
 from apimsync.errors import LockError
-from apimsync.planner import Action
 
 READY = 8
 
@@ -184,7 +183,7 @@ def test_tls_verification_is_on_by_default(sandbox: Sandbox) -> None:
     report_or_error: object
     try:
         report_or_error = sandbox.engine(settings).plan()
-    except Exception as exc:  # noqa: BLE001 - any TLS failure will do
+    except Exception as exc:
         report_or_error = exc
     assert "CERTIFICATE_VERIFY_FAILED" in str(report_or_error) or "certificate" in str(report_or_error).lower()
 
