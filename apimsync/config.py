@@ -120,15 +120,20 @@ _PATH_KEYS = ("pipeline", "policy.template", "apim.ca_bundle")
 
 # -- names -----------------------------------------------------------------------------------------
 
-def render_name(template: str, **variables: str) -> str:
-    """Fill ``{endpoint}``-style placeholders; an unknown one is a ConfigError."""
+def render_template(template: str, values: Mapping[str, str], error: type[ConfigError] = ConfigError) -> str:
+    """Fill ``{name}`` placeholders; an unknown one raises ``error`` naming the template and the known names."""
     try:
-        return template.format_map(variables)
+        return template.format_map(values)
     except KeyError as exc:
-        raise ConfigError(f"template '{template}': unknown placeholder {{{exc.args[0]}}} "
-                          f"(known: {', '.join('{' + k + '}' for k in sorted(variables))})") from None
+        raise error(f"template '{template}': unknown placeholder {{{exc.args[0]}}} "
+                    f"(known: {', '.join('{' + k + '}' for k in sorted(values))})") from None
     except (ValueError, IndexError) as exc:
-        raise ConfigError(f"template '{template}': {exc}") from None
+        raise error(f"template '{template}': {exc}") from None
+
+
+def render_name(template: str, **variables: str) -> str:
+    """A naming template (api id, path, display name) filled with ``{endpoint}``, ``{workspace}``."""
+    return render_template(template, variables)
 
 
 def sanitize_api_id(raw: str) -> str:

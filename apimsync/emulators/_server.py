@@ -129,6 +129,18 @@ class Faults:
                 return FaultRule(status=self._random.choice((500, 503)), count=None)
             return None
 
+    def apply(self, request: Request, decoded_path: str) -> FaultRule | None:
+        """Apply latency and the matching rule's delay or dropped connection; the rule is returned so the
+        emulator can answer its ``status`` in its own error envelope (or fail the operation, ``lro_fail``)."""
+        rule = self.pick(request, decoded_path)
+        self.sleep_latency()
+        if rule is not None:
+            if rule.delay_s:
+                time.sleep(rule.delay_s)
+            if rule.drop:
+                raise DropConnection
+        return rule
+
     def roll_lro_failure(self) -> bool:
         with self._lock:
             return self._random.random() < self.lro_fail_rate

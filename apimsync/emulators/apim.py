@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from apimsync.emulators._server import DropConnection, EmulatorServer, FaultRule, Faults, Request, Response
+from apimsync.emulators._server import EmulatorServer, FaultRule, Faults, Request, Response
 from apimsync.emulators.apim_import import ImportedOperation, ImportRejected, import_spec, reimport_operations
 from apimsync.emulators.throttle import TokenBucket
 from apimsync.emulators.tls import LocalCA
@@ -246,22 +246,16 @@ class ApimEmulator:
         kind = {"GET": "reads", "HEAD": "reads", "DELETE": "deletes"}.get(request.method, "writes")
         headers = self._take_token(kind)
         decoded = unquote(path)
-        rule = self.faults.pick(request, decoded)
-        self.faults.sleep_latency()
-        if rule is not None:
-            if rule.delay_s:
-                time.sleep(rule.delay_s)
-            if rule.drop:
-                raise DropConnection
-            if rule.status:
-                with self._lock:
-                    self._stats["errors"] += 1
-                codes = {409: "PessimisticConcurrencyConflict", 412: "PreconditionFailed", 429: "TooManyRequests",
-                         500: "InternalServerError", 503: "ServiceUnavailable"}
-                extra = {"Retry-After": str(math.ceil(rule.retry_after))} if rule.retry_after is not None else {}
-                response = ArmError(rule.status, codes.get(rule.status, "Error"), "Injected fault.").response()
-                response.headers.update({**headers, **extra})
-                return response
+        rule = self.faults.apply(request, decoded)
+        if rule is not None and rule.status:
+            with self._lock:
+                self._stats["errors"] += 1
+            codes = {409: "PessimisticConcurrencyConflict", 412: "PreconditionFailed", 429: "TooManyRequests",
+                     500: "InternalServerError", 503: "ServiceUnavailable"}
+            extra = {"Retry-After": str(math.ceil(rule.retry_after))} if rule.retry_after is not None else {}
+            response = ArmError(rule.status, codes.get(rule.status, "Error"), "Injected fault.").response()
+            response.headers.update({**headers, **extra})
+            return response
         if not request.query.get("api-version"):
             raise ArmError(400, "MissingApiVersionParameter", "The api-version query parameter is required.")
         if not decoded.startswith(self.base_path + "/"):

@@ -2,6 +2,8 @@
 operations it builds. Stands in for Azure, so it is deliberately independent of apimsync's own linter.
 
 Facts: research/apim.md §1 (parser = OpenAPI.NET with a 3.0-era JSON Schema reader; its error strings; name rules).
+Small helpers (``$ref`` resolution, cycle detection) are repeated from ``apimsync.transform.lint`` on purpose:
+the emulator must keep judging specs the way Azure does even when the product's linter changes.
 """
 
 from __future__ import annotations

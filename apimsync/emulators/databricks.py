@@ -9,12 +9,11 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from apimsync.emulators._server import DropConnection, EmulatorServer, Faults, Request, Response
+from apimsync.emulators._server import EmulatorServer, Faults, Request, Response
 from apimsync.emulators.synthetic import FAKE_WORKSPACE_HOST, synthetic_endpoints
 
 DEFAULT_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "default"
@@ -119,18 +118,12 @@ class DatabricksEmulator:
             return _error(401, "Unable to authenticate: no credentials were provided")
         if token != self.token:
             return _error(403, "Invalid access token")
-        rule = self.faults.pick(request, path)
-        self.faults.sleep_latency()
-        if rule is not None:
-            if rule.delay_s:
-                time.sleep(rule.delay_s)
-            if rule.drop:
-                raise DropConnection
-            if rule.status:
-                headers = {"Retry-After": str(int(rule.retry_after))} if rule.retry_after is not None else {}
-                if rule.body is not None:
-                    return Response.text(rule.status, rule.body, headers)
-                return _error(rule.status, "injected fault", headers=headers)
+        rule = self.faults.apply(request, path)
+        if rule is not None and rule.status:
+            headers = {"Retry-After": str(int(rule.retry_after))} if rule.retry_after is not None else {}
+            if rule.body is not None:
+                return Response.text(rule.status, rule.body, headers)
+            return _error(rule.status, "injected fault", headers=headers)
         if request.method != "GET":
             return _error(405, f"{request.method} is not supported here", "ENDPOINT_NOT_FOUND")
         if path == "/api/2.0/serving-endpoints":

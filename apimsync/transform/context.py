@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from apimsync.config import render_template
 from apimsync.errors import PipelineError
 
 
@@ -23,11 +24,4 @@ class TransformContext:
 
 
 def render(template: str, ctx: TransformContext, extra: Mapping[str, str] | None = None) -> str:
-    values = {**ctx.values(), **(extra or {})}
-    try:
-        return template.format_map(values)
-    except KeyError as exc:
-        raise PipelineError(f"template '{template}': unknown placeholder {{{exc.args[0]}}} "
-                            f"(known: {', '.join(sorted(values))})") from None
-    except (ValueError, IndexError) as exc:
-        raise PipelineError(f"template '{template}': {exc}") from None
+    return render_template(template, {**ctx.values(), **(extra or {})}, PipelineError)
