@@ -63,9 +63,13 @@ class Engine:
 
     @cached_property
     def policy_template(self) -> str:
+        from apimsync.errors import PolicyError
         from apimsync.policy import load_template
 
-        return load_template(self.settings.policy.template)[0]
+        try:
+            return load_template(self.settings.policy.template)[0]
+        except PolicyError as exc:
+            raise PolicyError(f"{self.settings.origin}: policy.template: {exc}") from None
 
     # -- plan ------------------------------------------------------------------------------------
 

@@ -150,3 +150,30 @@ def test_bundle_definition_is_valid() -> None:
     assert {"transforms/**", "policies/**", "jobs/**"} <= set(bundle["sync"]["include"])
     settings = apimsync.config.load_settings(ROOT / "jobs" / "apimsync.yaml", env={})
     assert settings.apim.credential.startswith("service-credential:")
+
+
+BAD_CONFIGS = {
+    "bad YAML": ("apim: [unclosed\n", "not valid YAML"),
+    "unknown key": ("{base}\nprunee: {{}}\n", "unknown key 'prunee'"),
+    "wrong type": ("{base}\nconcurrency: lots\n", "concurrency: expected an integer"),
+    "missing target": ("select: {{include: ['*']}}\n", "apim: required"),
+    "invalid api id template": ("{base}\nnaming: {{api_id: '{{nope}}'}}\n", "unknown placeholder {nope}"),
+    "missing policy file": ("{base}\npolicy: {{template: ./nowhere.xml}}\n", "policy.template: policy template"),
+    "pipeline with unknown step": ("{base}\npipeline: pipe.yaml\n", "unknown step 'make-it-work'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_bad_configuration_cases(case: str, sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pipe.yaml").write_text("steps:\n  - make-it-work: {}\n")
+    base = "\n".join(f"{k}: {yaml.safe_dump(v, default_flow_style=True).strip()}" for k, v in sandbox.config().items())
+    text, expected = BAD_CONFIGS[case]
+    config = tmp_path / "apimsync.yaml"
+    config.write_text(text.format(base=base))
+    for key, value in sandbox.env().items():
+        monkeypatch.setenv(key, value)
+    code, out, err = run("sync", "--config", str(config))
+    assert code == 2, (out, err)
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert sandbox.apim.stats()["apis"] == 0

@@ -188,3 +188,52 @@ def test_revision_strategy_releases_a_new_revision(sandbox: Sandbox) -> None:
     assert api.api_revision == "2"
     assert api.is_current
     assert not sandbox.engine(settings).plan().has_changes
+
+
+def test_products_and_tags_are_linked_once(sandbox: Sandbox) -> None:
+    settings = sandbox.settings(apis={"products": ["starter"], "tags": ["ml-serving"]})
+    report = sandbox.engine(settings).sync()
+    assert report.ok, report.failed
+    created = [o for o in report.outcomes if o.action is Action.CREATE]
+    assert all(o.writes == ("api", "policy", "product:starter", "tag:ml-serving") for o in created)
+    client = sandbox.apim.client()
+    rg, svc = sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
+    in_product = {a.name for a in client.product_api.list_by_product(rg, svc, "starter")}
+    tagged = {t.api.name for t in client.api.list_by_tags(rg, svc) if t.tag.name == "ml-serving"}
+    assert in_product == tagged == {o.api_id for o in created}
+    sandbox.apim.reset_stats()
+    again = sandbox.engine(settings).sync()
+    assert not again.plan.has_changes
+    assert sandbox.apim.stats()["writes"] == 0
+
+
+def test_key_vault_named_value_is_a_reference(sandbox: Sandbox) -> None:
+    kv = "https://my-vault.vault.azure.net/secrets/databricks-token"
+    settings = sandbox.settings(policy={"named_value": {"name": "databricks-token", "key_vault": kv}})
+    report = sandbox.engine(settings).sync()
+    assert report.ok, report.failed
+    nv = sandbox.apim.client().named_value.get(sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE, "databricks-token")
+    assert nv.secret is True and nv.key_vault.secret_identifier == kv
+    assert not sandbox.engine(settings).plan().named_values[0].reasons
+    moved = sandbox.settings(policy={"named_value": {"name": "databricks-token", "key_vault": kv + "-v2"}})
+    assert sandbox.engine(moved).plan().named_values[0].reasons == ("Key Vault reference changed",)
+
+
+def test_renaming_ids_moves_apis_deleting_first_to_free_their_paths(sandbox: Sandbox) -> None:
+    assert sandbox.engine().sync().ok
+    renamed = sandbox.settings(naming={"api_id": "ml-{endpoint}"}, prune={"enabled": True})
+    plan = sandbox.engine(renamed).plan()
+    assert plan.withheld and "max_delete_fraction" in plan.withheld[0]
+    report = sandbox.engine(renamed).sync(force=True)
+    assert report.ok, report.failed
+    ids = owned_ids(sandbox)
+    assert ids and all(i.startswith("ml-") for i in ids)
+    assert not sandbox.engine(renamed).plan().has_changes
+
+
+def test_colliding_paths_fail_both_endpoints(sandbox: Sandbox) -> None:
+    settings = sandbox.settings(naming={"path": "serving/all"})
+    report = sandbox.engine(settings).sync()
+    assert {f.stage for f in report.plan.failures} == {"naming"}
+    assert "path 'serving/all' is produced by several endpoints" in report.plan.failures[0].message
+    assert sandbox.apim.stats()["writes"] == 0
