@@ -49,7 +49,8 @@ class Engine:
 
     @cached_property
     def apim(self) -> Apim:
-        return Apim(self.settings.apim, credential=self._credential, client=self._apim_client)
+        return Apim(self.settings.apim, credential=self._credential, client=self._apim_client,
+                    concurrency=self.settings.concurrency)
 
     @cached_property
     def sources(self) -> list[DatabricksSource]:

@@ -136,12 +136,13 @@ class Apim:
     """One APIM service, reached through the real SDK client."""
 
     def __init__(self, target: ApimTarget, *, credential: TokenCredential | None = None,
-                 client: ApiManagementClient | None = None, retry_total: int = 10) -> None:
+                 client: ApiManagementClient | None = None, retry_total: int = 10, concurrency: int = 8) -> None:
         self.target = target
         self.rg = target.resource_group
         self.svc = target.service
         self._credential = credential
         self._retry_total = retry_total
+        self._concurrency = concurrency
         self._gate = _gate_policy()
         if client is not None:
             self.__dict__["client"] = client
@@ -159,11 +160,21 @@ class Apim:
     def client(self) -> ApiManagementClient:
         from azure.mgmt.apimanagement import ApiManagementClient
 
+        import requests
+        from azure.core.pipeline.transport import RequestsTransport
+
         credential = self._credential or make_credential(self.target.credential)
+        # one kept-alive connection per worker: requests' default pool of 10 would re-handshake TLS under load
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, 2 * self._concurrency))
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        transport = RequestsTransport(session=session, session_owner=True,
+                                      connection_verify=self.target.ca_bundle or True)
         return ApiManagementClient(
-            credential, self.target.subscription_id, base_url=self.target.base_url.rstrip("/"),
-            connection_verify=self.target.ca_bundle or True, polling_interval=self.target.polling_interval,
-            retry_total=self._retry_total, per_retry_policies=[self._gate], user_agent="apimsync",
+            credential, self.target.subscription_id, base_url=self.target.base_url.rstrip("/"), transport=transport,
+            polling_interval=self.target.polling_interval, retry_total=self._retry_total,
+            per_retry_policies=[self._gate], user_agent="apimsync",
         )
 
     def _poller(self) -> Any:
