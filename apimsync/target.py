@@ -158,10 +158,9 @@ class Apim:
 
     @cached_property
     def client(self) -> ApiManagementClient:
-        from azure.mgmt.apimanagement import ApiManagementClient
-
         import requests
         from azure.core.pipeline.transport import RequestsTransport
+        from azure.mgmt.apimanagement import ApiManagementClient
 
         credential = self._credential or make_credential(self.target.credential)
         # one kept-alive connection per worker: requests' default pool of 10 would re-handshake TLS under load

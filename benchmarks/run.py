@@ -281,7 +281,7 @@ def write_report(results: list[dict[str, Any]], quick: bool) -> None:
     readme = HERE / "README.md"
     head = readme.read_text().split("<!-- results -->")[0] if readme.exists() else "# Benchmarks\n\n"
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
-    readme.write_text(head + "<!-- results -->\n" + f"Measured {stamp} on {machine} (time scale ×{TIME_SCALE:g}).\n\n"
+    readme.write_text(head + "<!-- results -->\n" + f"Measured {stamp} on {machine} (time scale x{TIME_SCALE:g}).\n\n"
                       + "\n".join(rows) + "\n")
     _plot(results, HERE / "plot.png")
 
@@ -309,7 +309,7 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("endpoints (N)")
-    ax.set_ylabel(f"wall time, s (ARM time ×{TIME_SCALE:g})")
+    ax.set_ylabel(f"wall time, s (ARM time x{TIME_SCALE:g})")
     ax.set_title("Full sync of N new endpoints into APIM")
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
