@@ -99,21 +99,23 @@ class Engine:
                 raise ConfigError(f"endpoint '{only}' not found in any configured workspace (or not selected)")
         source_empty = not chosen and not skipped and bool(listed_workspaces)
 
-        fetched = self._fetch_all(chosen)
-        desired: list[DesiredApi] = []
-        for f in fetched:
-            if f.skip_reason:
-                skipped.append(Skip(f.endpoint.workspace, f.endpoint.name, f.skip_reason,
-                                    self._api_id_or_none(f.endpoint)))
-            elif f.error or f.spec is None:
-                failures.append(Failure(f.endpoint.workspace, f.endpoint.name, "fetch", f.error or "no spec"))
-            else:
-                built = self._desired(f.endpoint, f.spec)
-                (desired if isinstance(built, DesiredApi) else failures).append(built)  # type: ignore[arg-type]
-        desired, collisions = _drop_collisions(desired)
-        failures += collisions
-
-        actual = self._actual(listed_workspaces)
+        # APIM's side does not depend on Databricks': read it while the specs are fetched and transformed
+        with ThreadPoolExecutor(max_workers=1) as side:
+            reading = side.submit(self._actual, listed_workspaces)
+            fetched = self._fetch_all(chosen)
+            desired: list[DesiredApi] = []
+            for f in fetched:
+                if f.skip_reason:
+                    skipped.append(Skip(f.endpoint.workspace, f.endpoint.name, f.skip_reason,
+                                        self._api_id_or_none(f.endpoint)))
+                elif f.error or f.spec is None:
+                    failures.append(Failure(f.endpoint.workspace, f.endpoint.name, "fetch", f.error or "no spec"))
+                else:
+                    built = self._desired(f.endpoint, f.spec)
+                    (desired if isinstance(built, DesiredApi) else failures).append(built)  # type: ignore[arg-type]
+            desired, collisions = _drop_collisions(desired)
+            failures += collisions
+            actual = reading.result()
         named_values: list[NamedValueChange] = []
         if desired:
             try:

@@ -489,8 +489,8 @@ class ApimEmulator:
                  lro_fail: bool) -> Response:
         body = request.json() or {}
         props = dict(body.get("properties") or {})
+        self._busy(base)  # also while the API's own create is still running
         if entry is not None:
-            self._busy(base)
             current = entry["revisions"][rev] if rev and rev in entry["revisions"] else entry["revisions"][
                 entry["current"]]
             self._check_if_match(request, current["etag"], required=False)

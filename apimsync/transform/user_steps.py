@@ -49,7 +49,7 @@ def _remove(matches: list[Any]) -> None:
             for name in m.path.fields:
                 parent.pop(name, None)
         elif isinstance(m.path, Index) and isinstance(parent, list):
-            by_list.append((parent, int(getattr(m.path, 'index', -1))))
+            by_list += [(parent, int(i)) for i in getattr(m.path, "indices", ())]
     for parent, index in sorted(by_list, key=lambda item: item[1], reverse=True):
         if 0 <= index < len(parent):
             del parent[index]
