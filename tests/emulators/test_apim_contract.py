@@ -22,7 +22,7 @@ from apimsync.emulators._server import FaultRule
 from apimsync.emulators.apim import ApimEmulator, Throttle
 from apimsync.target import location_poller
 
-CONTRACTS = Path(__file__).resolve().parents[3] / "shared" / "contracts" / "apim-2024-05-01" / "examples"
+CONTRACTS = Path(__file__).resolve().parents[1] / "data"  # copied from shared/contracts/apim-2024-05-01/examples
 SPEC = {"openapi": "3.0.3", "info": {"title": "Echo", "version": "1", "description": "echo api"},
         "servers": [{"url": "https://backend.example.com/v1"}],
         "paths": {"/echo": {"post": {"operationId": "Echo It", "summary": "Echo",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +12,9 @@ from hypothesis import strategies as st
 
 from apimsync.emulators.apim_import import ImportedOperation, ImportRejected, import_spec, operation_name
 from apimsync.emulators.apim_import import reimport_operations as reimport
+from apimsync.emulators.databricks import DEFAULT_FIXTURES
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "seed-rag-agent-endpoint.json"
+CORPUS = DEFAULT_FIXTURES / "openapi" / "agents_main-dbdemos_rag_chatbot-dbdemos_rag_demo.json"  # the real corpus spec
 
 
 def doc(schema: dict[str, Any] | None = None, **top: Any) -> dict[str, Any]:

@@ -16,8 +16,9 @@ from apimsync.emulators.databricks import DEFAULT_FIXTURES
 from apimsync.transform import TransformContext, lint, load_pipeline
 from apimsync.transform.walk import operations
 
-SHARED = Path(__file__).resolve().parents[3] / "shared" / "corpus"
-SPECS = sorted([*SHARED.glob("*.json"), *(DEFAULT_FIXTURES / "openapi").glob("*.json")])
+# the shipped fixtures include the real corpus spec (shared/corpus/seed-rag-agent-endpoint.json) verbatim
+SPECS = sorted((DEFAULT_FIXTURES / "openapi").glob("*.json"))
+SEED = DEFAULT_FIXTURES / "openapi" / "agents_main-dbdemos_rag_chatbot-dbdemos_rag_demo.json"
 KEPT_INPUTS = ("dataframe_records", "instances", "inputs", "params")
 CTX = TransformContext(endpoint="ep", server_url="https://adb-1.azuredatabricks.net/serving-endpoints/ep")
 
@@ -66,7 +67,7 @@ def test_default_pipeline_makes_an_importable_lossless_spec(path: Path) -> None:
 
 
 def test_operation_ids_are_stable_per_served_entity() -> None:
-    spec = json.loads((SHARED / "seed-rag-agent-endpoint.json").read_text())
+    spec = json.loads(SEED.read_text())
     ids = {p: op["operationId"] for p, _, op in operations(load_pipeline().run(spec, CTX))}
     assert ids == {"/served-models/main-dbdemos_rag_chatbot-dbdemos_rag_demo_1/invocations":
                    "invoke-main-dbdemos_rag_chatbot-dbdemos_rag_demo_1",
@@ -76,5 +77,5 @@ def test_operation_ids_are_stable_per_served_entity() -> None:
 
 
 def test_none_pipeline_is_identity() -> None:
-    spec = json.loads((SHARED / "seed-rag-agent-endpoint.json").read_text())
+    spec = json.loads(SEED.read_text())
     assert load_pipeline("none").run(spec, CTX) == spec

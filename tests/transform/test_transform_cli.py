@@ -11,8 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from apimsync.cli import main
+from apimsync.emulators.databricks import DEFAULT_FIXTURES
 
-SEED = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "seed-rag-agent-endpoint.json"
+SEED = DEFAULT_FIXTURES / "openapi" / "agents_main-dbdemos_rag_chatbot-dbdemos_rag_demo.json"  # the real corpus spec
 
 
 def run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
