@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 MARKER_PREFIX = "apimsync:1"
@@ -139,11 +139,3 @@ def api_from_arm(api_id: str, props: Mapping[str, Any]) -> ActualApi:
     return ActualApi(api_id=api_id, settings=settings, revision=str(props.get("apiRevision") or "1"),
                      revision_description=props.get("apiRevisionDescription"))
 
-
-@dataclass
-class Counter:
-    """Counts of ARM calls one apply made, by kind."""
-
-    reads: int = 0
-    writes: int = 0
-    by_kind: dict[str, int] = field(default_factory=dict)

@@ -247,7 +247,9 @@ def measure(name: str, n: int, repeat: int) -> dict[str, Any]:
     for key in ("wall_s", "lower_bound_s", "ratio", "writes", "reads", "throttled", "failed", "peak_rss_mb"):
         values = [r[key] for r in runs if r.get(key) is not None]
         if values:
-            result[key] = statistics.median(values)
+            median = float(statistics.median(values))
+            counted = key in ("writes", "reads", "throttled", "failed") and median.is_integer()
+            result[key] = int(median) if counted else round(median, 3)
     result.update(scenario=name, n=n, runs=len(runs), walls=[r["wall_s"] for r in runs])
     print(f"{name:>10} n={n:<5} wall {result['wall_s']:.3f}s  bound {result['lower_bound_s']:.3f}s  "
           f"ratio {result['ratio']}  writes {result['writes']}  reads {result['reads']}  "
@@ -275,9 +277,10 @@ def write_report(results: list[dict[str, Any]], quick: bool) -> None:
     rows = ["| scenario | N | wall (median) | lower bound | ratio | writes | reads | 429s | failed | peak RSS |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
-        rows.append(f"| {r['scenario']} | {r['n']} | {r['wall_s']:.3f} s | {r['lower_bound_s']:.3f} s | "
-                    f"{r['ratio'] if r['ratio'] is not None else '-'} | {r['writes']} | {r['reads']} | "
-                    f"{r['throttled']} | {r['failed']} | {r.get('peak_rss_mb', '-')} MB |")
+        ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "-"
+        rss = f"{r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") is not None else "-"
+        rows.append(f"| {r['scenario']} | {r['n']} | {r['wall_s']:.3f} s | {r['lower_bound_s']:.3f} s | {ratio} | "
+                    f"{r['writes']:g} | {r['reads']:g} | {r['throttled']:g} | {r['failed']:g} | {rss} |")
     readme = HERE / "README.md"
     head = readme.read_text().split("<!-- results -->")[0] if readme.exists() else "# Benchmarks\n\n"
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"

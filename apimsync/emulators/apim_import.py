@@ -18,7 +18,6 @@ import yaml
 MAX_INLINE_BYTES = 4 * 1024 * 1024
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 COMPONENT_KEY = re.compile(r"^[a-zA-Z0-9.\-_]+$")
-SCHEMA_KEYS_MAP = ("properties",)
 SCHEMA_KEYS_ONE = ("items", "additionalProperties", "not")
 SCHEMA_KEYS_LIST = ("allOf", "anyOf", "oneOf")
 # 2020-12 keywords its 3.0 reader cannot read (decided: rejected as unknown schema keywords, the way
