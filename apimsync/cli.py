@@ -54,10 +54,9 @@ def main(ctx: click.Context, log_level: str, debug: bool, output: str, profile: 
     """
     logging.basicConfig(level=logging.DEBUG if debug else getattr(logging, log_level.upper()),
                         stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    if not debug:  # the SDKs' own chatter (host-metadata probes, retries) is noise at the user's level
-        for noisy in ("databricks.sdk", "azure"):
-            logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-        logging.getLogger("databricks.sdk").setLevel(logging.ERROR)
+    if not debug:  # the SDKs' own chatter (host-metadata probes, credential chains, retries): see --debug
+        for noisy in ("databricks.sdk", "azure", "urllib3"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 # -- commands are added below --------------------------------------------------------------------

@@ -37,6 +37,7 @@ class Workspace:
     name: str = "default"
     host: str | None = None
     profile: str | None = None
+    retry_timeout_seconds: int = 60  # how long databricks-sdk keeps retrying an unreachable or throttled workspace
 
 
 @dataclass(frozen=True)

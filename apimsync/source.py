@@ -98,10 +98,13 @@ class DatabricksSource:
     @cached_property
     def client(self) -> WorkspaceClient:
         from databricks.sdk import WorkspaceClient
+        from databricks.sdk.core import Config
 
+        ws = self.workspace
         try:
-            return WorkspaceClient(host=self.workspace.host, profile=self.workspace.profile,
-                                   product="apimsync", product_version=__version__)
+            return WorkspaceClient(config=Config(host=ws.host, profile=ws.profile, product="apimsync",
+                                                 product_version=__version__,
+                                                 retry_timeout_seconds=ws.retry_timeout_seconds))
         except Exception as exc:  # the SDK raises ValueError and friends for config problems
             raise SourceError(f"workspace {self.workspace.name}: {_one_line(exc)}") from exc
 
