@@ -97,7 +97,8 @@ class Engine:
             skipped = [sk for sk in skipped if sk.endpoint == only]
             if not chosen and not skipped:
                 raise ConfigError(f"endpoint '{only}' not found in any configured workspace (or not selected)")
-        source_empty = not chosen and not skipped and bool(listed_workspaces)
+        seen = {ep.workspace for ep in chosen} | {sk.workspace for sk in skipped}
+        empty_workspaces = [ws for ws in listed_workspaces if ws not in seen]
 
         # APIM's side does not depend on Databricks': read it while the specs are fetched and transformed
         with ThreadPoolExecutor(max_workers=1) as side:
@@ -127,7 +128,7 @@ class Engine:
             self.apim.service_id, desired, actual, workspaces=listed_workspaces, skipped=skipped, failures=failures,
             named_values=named_values, prune=bool(s.prune.enabled if prune is None else prune) and only is None,
             max_delete_fraction=s.prune.max_delete_fraction, protect=s.prune.protect, force=force,
-            source_empty=source_empty)
+            empty_workspaces=empty_workspaces)
         if only is not None:
             plan = Plan(plan.target, tuple(c for c in plan.changes if c.endpoint == only), plan.named_values,
                         plan.skipped, plan.failures, plan.withheld, plan.created_at)

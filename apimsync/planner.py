@@ -220,12 +220,13 @@ def make_plan(
     max_delete_fraction: float = 0.3,
     protect: Sequence[str] = (),
     force: bool = False,
-    source_empty: bool = False,
+    empty_workspaces: Iterable[str] = (),
 ) -> Plan:
     """Decide every API's change. ``actual`` is every API in the service; only owned ones can change.
 
     ``skipped`` and ``failures`` name endpoints that exist in Databricks but cannot be published now: their APIs
-    are held as they are. ``source_empty`` says Databricks returned no endpoints at all for the selection.
+    are held as they are. ``empty_workspaces`` returned no endpoints at all for the selection: their APIs are never
+    deleted (an auth or listing problem must not empty APIM), even with ``force``.
     """
     actual_by_id = {a.api_id: a for a in actual}
     workspace_set = set(workspaces)
@@ -282,22 +283,26 @@ def make_plan(
         changes.append(Change(a.api_id, Action.DELETE, (candidates_reason,), marker.workspace, marker.endpoint,
                               ("delete",), actual=a))
 
+    empty = set(empty_workspaces)
+    from_empty = [c for c in changes if c.action is Action.DELETE and c.workspace in empty]
+    if from_empty:
+        names = ", ".join(sorted({str(c.workspace) for c in from_empty}))
+        withheld.append(f"deletes withheld: Databricks returned no endpoints for workspace {names} while its "
+                        f"{len(from_empty)} owned APIs exist (an auth or listing problem must never empty APIM)")
+        changes = [_withhold(c) if c in from_empty else c for c in changes]
     deletes = [c for c in changes if c.action is Action.DELETE]
-    if deletes:
-        reason = None
-        if source_empty:
-            reason = (f"deletes withheld: Databricks returned no endpoints while {len(owned)} owned APIs exist "
-                      "(an auth or listing problem must never empty APIM)")
-        elif not force and len(deletes) > max_delete_fraction * len(owned):
-            reason = (f"deletes withheld: {len(deletes)} of {len(owned)} owned APIs would be deleted, more than "
-                      f"prune.max_delete_fraction={max_delete_fraction:g}; re-run with --force to allow")
-        if reason:
-            withheld.append(reason)
-            changes = [Change(c.api_id, Action.NOOP, (*c.reasons, "delete withheld"), c.workspace, c.endpoint,
-                              actual=c.actual) if c.action is Action.DELETE else c for c in changes]
+    if deletes and not force and len(deletes) > max_delete_fraction * len(owned):
+        withheld.append(f"deletes withheld: {len(deletes)} of {len(owned)} owned APIs would be deleted, more than "
+                        f"prune.max_delete_fraction={max_delete_fraction:g}; re-run with --force to allow")
+        changes = [_withhold(c) if c.action is Action.DELETE else c for c in changes]
 
     return Plan(target=target, changes=tuple(changes), named_values=tuple(named_values), skipped=tuple(skipped),
                 failures=tuple(failures_out), withheld=tuple(withheld))
+
+
+def _withhold(change: Change) -> Change:
+    return Change(change.api_id, Action.NOOP, (*change.reasons, "delete withheld"), change.workspace,
+                  change.endpoint, actual=change.actual)
 
 
 def _will_be_deleted(api: ActualApi, desired: Sequence[DesiredApi], prune: bool, protect: Sequence[str]) -> bool:

@@ -114,9 +114,16 @@ def test_prune_guards() -> None:
     forced = plan_of(keep[:5], actual, prune=True, force=True)
     assert list(actions(forced).values()).count(Action.DELETE) == 6
     # an empty source never deletes, even forced
-    empty = plan_of([], actual, prune=True, force=True, source_empty=True)
+    empty = plan_of([], actual, prune=True, force=True, empty_workspaces=["w1"])
     assert Action.DELETE not in actions(empty).values()
     assert "no endpoints" in empty.withheld[0]
+
+
+def test_one_empty_workspace_keeps_its_apis_while_others_prune() -> None:
+    a, b = desired("a", ws="w1"), desired("b", ws="w2")
+    plan = plan_of([], [applied(a), applied(b)], prune=True, force=True, empty_workspaces=["w1"])
+    assert actions(plan) == {"dbx-a": Action.NOOP, "dbx-b": Action.DELETE}
+    assert "workspace w1" in plan.withheld[0]
 
 
 def test_held_endpoints_keep_their_api() -> None:
@@ -183,7 +190,7 @@ def test_properties(world, prune, force, fraction) -> None:  # type: ignore[no-u
         if c.action is not Action.CREATE:
             assert c.api_id in owned, "only owned APIs are updated or deleted"
     # nothing is deleted when the source is empty
-    empty = plan_of([], act, prune=True, force=True, source_empty=True)
+    empty = plan_of([], act, prune=True, force=True, empty_workspaces=["w1", "w2"])
     assert all(c.action is not Action.DELETE for c in empty.changes)
     # apply then plan gives only no-ops
     after = {a.api_id: a for a in act}
