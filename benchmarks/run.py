@@ -153,8 +153,6 @@ def scenario_naive(n: int) -> dict[str, Any]:
                 schema = item["post"]["requestBody"]["content"]["application/json"]["schema"]
                 if "oneOf" in schema:
                     schema["oneOf"] = [v for v in schema["oneOf"] if "dataframe_split" not in v.get("properties", {})]
-                    for variant in schema["oneOf"]:  # and the prefixItems it would still trip on
-                        variant.pop("examples", None)
             try:
                 apim.client.api.begin_create_or_update(
                     apim.rg, apim.svc, f"naive-{ep.name}", ApiCreateOrUpdateParameter(

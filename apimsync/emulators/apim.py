@@ -295,7 +295,7 @@ class ApimEmulator:
         head = parts[0]
         if head == "apis":
             if n == 1 and m == "GET":
-                return self._list(request, parts, self._list_apis(request))
+                return self._list(request, parts, self._list_apis())
             if n >= 2:
                 api_id = parts[1]
                 if n == 2:
@@ -368,7 +368,7 @@ class ApimEmulator:
             body["nextLink"] = ""
         return Response.json(200, body)
 
-    def _list_apis(self, request: Request) -> list[dict[str, Any]]:
+    def _list_apis(self) -> list[dict[str, Any]]:
         return [self._api_body(api_id) for api_id in sorted(self._state["apis"])]
 
     # -- APIs ---------------------------------------------------------------------------------------------------

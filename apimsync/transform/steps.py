@@ -37,8 +37,6 @@ REGISTRY: dict[str, Callable[[dict[str, Any], str], Step]] = {}
 
 def builtin(name: str) -> Callable[[type[Step]], type[Step]]:
     def register(cls: type[Step]) -> type[Step]:
-        cls.__doc__ = cls.__doc__ or ""
-
         def make(params: dict[str, Any], where: str) -> Step:
             step = cls(name, dict(params))
             step.check(where)  # type: ignore[attr-defined]
