@@ -5,6 +5,7 @@ From a notebook or any Python code::
     import apimsync
     plan = apimsync.plan(config="apimsync.yaml")      # renders as a table in Databricks and Jupyter
     report = apimsync.sync(config="apimsync.yaml")    # plan, then apply; report.ok, report.exit_code
+    checks = apimsync.verify(config="apimsync.yaml")  # one real call per API through the APIM gateway
 
 Settings can also be given as keywords, nested like the YAML file (``apim={"service": "my-apim"}``).
 """
@@ -32,10 +33,11 @@ if TYPE_CHECKING:
     from apimsync.engine import Engine
     from apimsync.planner import Plan
     from apimsync.report import Report
+    from apimsync.verify import VerifyReport
 
 __all__ = [
     "ApimsyncError", "ConfigError", "LockError", "PipelineError", "PolicyError", "SourceError", "SpecError",
-    "TargetError", "UnsafePlanError", "__version__", "plan", "sync",
+    "TargetError", "UnsafePlanError", "__version__", "plan", "sync", "verify",
 ]
 
 
@@ -66,3 +68,12 @@ def sync(config: str | Path | None = None, *, dry_run: bool = False, prune: bool
          force: bool = False, force_lock: bool = False, **settings: Any) -> Report:
     """Make APIM match Databricks: plan, then apply. Returns the report (``report.ok``, ``report.exit_code``)."""
     return _engine(config, settings).sync(dry_run=dry_run, prune=prune, force=force, force_lock=force_lock)
+
+
+def verify(config: str | Path | None = None, *endpoints: str, gateway_url: str | None = None,
+           subscription_key: str | None = None, **settings: Any) -> VerifyReport:
+    """Call every published API once through the APIM gateway (real inference calls); renders as a table.
+
+    ``report.ok`` is true when every API answered 2xx; each check has a status, latency and diagnosis.
+    """
+    return _engine(config, settings).verify(endpoints, gateway_url=gateway_url, subscription_key=subscription_key)

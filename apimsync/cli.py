@@ -230,6 +230,31 @@ def import_(ctx: click.Context, endpoint: str, config: str | None, output: str |
     sys.exit(report.exit_code)
 
 
+@main.command()
+@click.argument("endpoints", nargs=-1)
+@_config_option
+@_output_option
+@click.option("--gateway-url", envvar="APIMSYNC_GATEWAY_URL",
+              help="Gateway to call (default: the service's gatewayUrl, read through ARM).")
+@click.option("--subscription-key", envvar="APIMSYNC_SUBSCRIPTION_KEY",
+              help="Subscription key (default: the built-in all-access subscription's primary key, read through "
+                   "ARM and never printed).")
+@click.pass_context
+@handle_errors
+def verify(ctx: click.Context, endpoints: tuple[str, ...], config: str | None, output: str | None,
+           gateway_url: str | None, subscription_key: str | None) -> None:
+    """Call every published API once through the APIM gateway and say whether the model answered.
+
+    Each call is a real inference request (it costs what a call to the endpoint costs). Per API: HTTP status,
+    latency and a diagnosis: credential (401/403 from Databricks: named value, policy, token scope), path or
+    backend (404), payload (400), backend (5xx), subscription key (401 from APIM). Exit 0 when every API
+    answered 2xx, 1 otherwise. ENDPOINT... limits the calls to those endpoints.
+    """
+    report = _engine(ctx, config, {}).verify(endpoints, gateway_url=gateway_url, subscription_key=subscription_key)
+    _emit(report, _output_format(ctx, output))
+    sys.exit(report.exit_code)
+
+
 # -- emulate, demo --------------------------------------------------------------------------------
 
 @main.command()
@@ -238,7 +263,8 @@ def import_(ctx: click.Context, endpoint: str, config: str | None, output: str |
 @click.option("--endpoints", type=click.IntRange(min=0), default=None,
               help="Serve N synthetic endpoints (on top of --fixtures when that is given).")
 @click.option("--databricks-port", type=click.IntRange(0, 65535), default=0, help="Port of the Databricks emulator.")
-@click.option("--apim-port", type=click.IntRange(0, 65535), default=0, help="Port of the APIM emulator.")
+@click.option("--apim-port", type=click.IntRange(0, 65535), default=0, help="Port of the APIM emulator (ARM).")
+@click.option("--gateway-port", type=click.IntRange(0, 65535), default=0, help="Port of the emulated APIM gateway.")
 @click.option("--ca-out", type=click.Path(dir_okay=False), help="Write the APIM emulator's CA certificate (PEM) here.")
 @click.option("--state", type=click.Path(dir_okay=False), help="Keep the emulated APIM's state in this JSON file.")
 @click.option("--latency-ms", type=click.FloatRange(min=0), default=0.0, help="Latency added to every APIM call.")
@@ -247,11 +273,13 @@ def import_(ctx: click.Context, endpoint: str, config: str | None, output: str |
               help="Emulated time runs X times faster (ARM throttling refill, long-running operations).")
 @click.option("--throttle/--no-throttle", default=False, help="Throttle like ARM (token buckets per subscription).")
 @handle_errors
-def emulate(fixtures: str | None, endpoints: int | None, databricks_port: int, apim_port: int, ca_out: str | None,
-            state: str | None, latency_ms: float, fault_rate: float, time_scale: float, throttle: bool) -> None:
+def emulate(fixtures: str | None, endpoints: int | None, databricks_port: int, apim_port: int, gateway_port: int,
+            ca_out: str | None, state: str | None, latency_ms: float, fault_rate: float, time_scale: float,
+            throttle: bool) -> None:
     """Run a local Databricks workspace and APIM service until interrupted (an offline sandbox).
 
-    Prints both URLs and a ready configuration for pointing apimsync at them.
+    Prints the URLs (workspace, ARM, gateway), a ready configuration and the environment for pointing
+    apimsync and curl at them.
     """
     import signal
     import threading
@@ -262,7 +290,8 @@ def emulate(fixtures: str | None, endpoints: int | None, databricks_port: int, a
 
     chosen = fixtures or (None if endpoints else DEFAULT_FIXTURES)
     box = Sandbox(fixtures=chosen, endpoints=endpoints, databricks_port=databricks_port, apim_port=apim_port,
-                  state_file=state, throttle=Throttle(enabled=throttle), time_scale=time_scale, lro_seconds=0.2)
+                  gateway_port=gateway_port, state_file=state, throttle=Throttle(enabled=throttle),
+                  time_scale=time_scale, lro_seconds=0.2)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with box:
@@ -275,6 +304,7 @@ def emulate(fixtures: str | None, endpoints: int | None, databricks_port: int, a
             ca = Path(ca_out).resolve()
         click.echo(f"Databricks emulator: {box.databricks.url}")
         click.echo(f"APIM emulator:       {box.apim.url}  (CA: {ca})")
+        click.echo(f"APIM gateway:        {box.apim.gateway_url}")
         click.echo("\n# apimsync.yaml for the sandbox:\n" + box.config_yaml(ca))
         click.echo("# environment:")
         for key, value in box.env().items():
@@ -293,20 +323,28 @@ def emulate(fixtures: str | None, endpoints: int | None, databricks_port: int, a
 @click.pass_context
 @handle_errors
 def demo(ctx: click.Context, output: str | None) -> None:
-    """Sync the shipped demo endpoints into a local APIM emulator, twice: the second run changes nothing."""
+    """Sync the shipped demo endpoints into a local APIM emulator, call a model through its gateway, verify every
+    API, and sync again: the second run changes nothing."""
     from apimsync.emulators.sandbox import Sandbox
 
     fmt = _output_format(ctx, output)
     with Sandbox() as box:
         engine = box.engine(progress=_progress_printer())
         first = engine.sync()
+        call = box.sample_call()
+        checked = box.engine().verify()
         second = box.engine().sync()
         if fmt == "json":
-            click.echo(json.dumps({"first": first.to_dict(), "second": second.to_dict()}, indent=2))
+            click.echo(json.dumps({"first": first.to_dict(), "call": call, "verify": checked.to_dict(),
+                                   "second": second.to_dict()}, indent=2))
         else:
             click.echo("== First sync: Databricks endpoints -> APIM\n")
             click.echo(str(first))
+            click.echo("\n== A call through the APIM gateway, as a client makes it\n")
+            click.echo(f"$ {call['curl']}\n{call['status']} {call['body']}")
+            click.echo("\n== apimsync verify: one real request per API, through the gateway to the model\n")
+            click.echo(str(checked))
             click.echo("\n== Second sync: nothing changed in Databricks\n")
             click.echo(str(second.plan))
             click.echo("\n" + second.summary)
-    sys.exit(max(first.exit_code, second.exit_code))
+    sys.exit(max(first.exit_code, second.exit_code, checked.exit_code))

@@ -88,6 +88,7 @@ class ApiSettings:
     subscription_required: bool = True
     products: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    served_model_routes: bool = False  # also publish /served-models/<entity>/invocations (names change per version)
 
 
 @dataclass(frozen=True)

@@ -267,6 +267,21 @@ class Apim:
 
         return self._call(f"reading named value {name}", run)
 
+    def gateway_url(self) -> str:
+        """The service's gateway URL (``properties.gatewayUrl`` of the service resource)."""
+        service = self._call(f"reading service {self.svc}",
+                             lambda: self.client.api_management_service.get(self.rg, self.svc))
+        if not service.gateway_url:
+            raise TargetError(f"service {self.svc} reports no gatewayUrl (self-hosted or disabled gateway?); "
+                              "pass --gateway-url")
+        return str(service.gateway_url)
+
+    def subscription_key(self, sid: str = "master") -> str:
+        """The primary key of a subscription (default: the built-in all-access one), read with listSecrets."""
+        keys = self._call(f"reading the keys of subscription {sid}",
+                          lambda: self.client.subscription.list_secrets(self.rg, self.svc, sid))
+        return str(keys.primary_key)
+
     # -- writes ----------------------------------------------------------------------------------
 
     def put_api(self, api: DesiredApi, *, with_spec: bool, if_match: str | None = None,

@@ -27,6 +27,7 @@ from urllib.parse import quote, unquote
 
 from apimsync.emulators._server import EmulatorServer, FaultRule, Faults, Request, Response
 from apimsync.emulators.apim_import import ImportedOperation, ImportRejected, import_spec, reimport_operations
+from apimsync.emulators.gateway import Gateway, GatewayApi
 from apimsync.emulators.throttle import TokenBucket
 from apimsync.emulators.tls import LocalCA
 
@@ -39,7 +40,10 @@ _TYPES = {"apis": "Microsoft.ApiManagement/service/apis", "namedValues": "Micros
           "tags": "Microsoft.ApiManagement/service/tags", "products": "Microsoft.ApiManagement/service/products",
           "policies": "Microsoft.ApiManagement/service/apis/policies",
           "operations": "Microsoft.ApiManagement/service/apis/operations",
-          "releases": "Microsoft.ApiManagement/service/apis/releases"}
+          "releases": "Microsoft.ApiManagement/service/apis/releases",
+          "subscriptions": "Microsoft.ApiManagement/service/subscriptions"}
+MANAGED_IDENTITY_APP_ID = "5b0f1c2e-7a43-4c4e-9d0a-0a9100000001"  # the service's system-assigned identity
+MASTER_SUBSCRIPTION = "master"  # the built-in all-access subscription (vscode-apimanagement reads its keys so)
 
 
 class StaticTokenCredential:
@@ -111,8 +115,9 @@ class ApimEmulator:
     RESOURCE_GROUP = "rg-apimsync"
     SERVICE = "apim-emulator"
 
-    def __init__(self, *, port: int = 0, state_file: str | Path | None = None, throttle: Throttle | None = None,
-                 time_scale: float = 1.0, lro_seconds: float = 0.2, seed: int = 0) -> None:
+    def __init__(self, *, port: int = 0, gateway_port: int = 0, state_file: str | Path | None = None,
+                 throttle: Throttle | None = None, time_scale: float = 1.0, lro_seconds: float = 0.2,
+                 seed: int = 0) -> None:
         self.time_scale = time_scale
         self.lro_seconds = lro_seconds
         self.throttle = throttle or Throttle()
@@ -126,7 +131,7 @@ class ApimEmulator:
         self.reset_stats()
         self._state = self._empty_state()
         if self.state_file and self.state_file.exists():
-            self._state = json.loads(self.state_file.read_text(encoding="utf-8"))
+            self._state = {**self._empty_state(), **json.loads(self.state_file.read_text(encoding="utf-8"))}
             self._etags = itertools.count(int(self._state.get("etag_counter", 1)))
         self._ca = LocalCA()
         fd, ca_path = tempfile.mkstemp(prefix="apimsync-emulator-ca-", suffix=".pem")
@@ -134,6 +139,9 @@ class ApimEmulator:
         self.ca_file = self._ca.write_pem(ca_path)
         self._server = EmulatorServer(self._app, port=port, ssl_context=self._ca.server_context())
         self.url = self._server.url
+        self.gateway = Gateway(self, managed_identity_app_id=MANAGED_IDENTITY_APP_ID)
+        self._gateway_server = EmulatorServer(self.gateway, port=gateway_port, ssl_context=self._ca.server_context())
+        self.gateway_url = self._gateway_server.url
         self.base_path = (f"/subscriptions/{self.SUBSCRIPTION}/resourceGroups/{self.RESOURCE_GROUP}"
                           f"/providers/Microsoft.ApiManagement/service/{self.SERVICE}")
 
@@ -141,17 +149,24 @@ class ApimEmulator:
     def _empty_state() -> dict[str, Any]:
         products = {p: {"displayName": p.title(), "description": f"{p.title()} product", "subscriptionRequired": True,
                         "state": "published"} for p in ("starter", "unlimited")}
+        master = {"displayName": "Built-in all-access subscription", "scope": "/apis", "state": "active",
+                  "primaryKey": uuid.uuid4().hex, "secondaryKey": uuid.uuid4().hex, "createdDate": _now()}
         return {"apis": {}, "named_values": {}, "tags": {}, "api_tags": {}, "products": products,
-                "product_apis": {"starter": [], "unlimited": []}, "etags": {}}
+                "product_apis": {"starter": [], "unlimited": []}, "etags": {},
+                "subscriptions": {MASTER_SUBSCRIPTION: master}}
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def start(self) -> ApimEmulator:
         self._server.start()
+        self._gateway_server.start()
         return self
 
     def stop(self) -> None:
-        self._server.stop()
+        try:
+            self._gateway_server.stop()
+        finally:
+            self._server.stop()
         try:
             self.ca_file.unlink()
         except OSError:
@@ -182,7 +197,37 @@ class ApimEmulator:
             self._advance()
             out = json.loads(json.dumps(self._stats))
             out["apis"] = len(self._state["apis"])
-            return out
+        out["gateway_calls"] = dict(self.gateway.calls)
+        return out
+
+    @property
+    def subscription_key(self) -> str:
+        """The primary key of the built-in all-access subscription."""
+        with self._lock:
+            return str(self._state["subscriptions"][MASTER_SUBSCRIPTION]["primaryKey"])
+
+    def gateway_view(self) -> tuple[list[GatewayApi], dict[str, str], set[str]]:
+        """What the gateway reads per request: current APIs, named values by display name, valid keys."""
+        with self._lock:
+            self._advance()
+            apis = []
+            for api_id, entry in self._state["apis"].items():
+                r = entry["revisions"][entry["current"]]
+                props = r["props"]
+                apis.append(GatewayApi(api_id, str(props.get("path") or ""), str(props.get("serviceUrl") or ""),
+                                       bool(props.get("subscriptionRequired", True)),
+                                       [(o["name"], o["method"], o["url_template"]) for o in r["operations"]],
+                                       (r.get("policy") or {}).get("value")))
+            named = {nv["displayName"]: self._nv_value(nv) for nv in self._state["named_values"].values()}
+            keys = {k for sub in self._state["subscriptions"].values() if sub.get("state") == "active"
+                    for k in (sub["primaryKey"], sub["secondaryKey"])}
+        return apis, named, keys
+
+    @staticmethod
+    def _nv_value(nv: dict[str, Any]) -> str:
+        if nv.get("keyVault"):
+            return f"kv-secret-from:{nv['keyVault'].get('secretIdentifier')}"
+        return str(nv.get("value") or "")
 
     def reset_stats(self) -> None:
         with self._lock:
@@ -258,6 +303,8 @@ class ApimEmulator:
             return response
         if not request.query.get("api-version"):
             raise ArmError(400, "MissingApiVersionParameter", "The api-version query parameter is required.")
+        if decoded.rstrip("/") == self.base_path and request.method == "GET":
+            return self._service_body(headers)
         if not decoded.startswith(self.base_path + "/"):
             raise ArmError(404, "ResourceNotFound", f"The resource '{decoded}' was not found.")
         parts = [p for p in decoded[len(self.base_path) + 1:].split("/") if p]
@@ -331,10 +378,7 @@ class ApimEmulator:
                 nv = self._state["named_values"].get(parts[1])
                 if nv is None:
                     raise _not_found("Named value")
-                value = nv.get("value")
-                if nv.get("keyVault"):
-                    value = f"kv-secret-from:{nv['keyVault'].get('secretIdentifier')}"
-                return Response.json(200, {"value": value})
+                return Response.json(200, {"value": self._nv_value(nv)})
         if head == "tags":
             if n == 1 and m == "GET":
                 return self._list(request, parts, [self._tag_body(t) for t in self._state["tags"]])
@@ -347,9 +391,48 @@ class ApimEmulator:
                 return self._product(request, parts[1])
             if n >= 3 and parts[2] == "apis":
                 return self._product_apis(request, parts[1], parts[3] if n == 4 else None)
+        if head == "subscriptions":
+            if n == 1 and m == "GET":
+                return self._list(request, parts, [self._subscription_body(k) for k in self._state["subscriptions"]])
+            if n >= 2 and parts[1] not in self._state["subscriptions"]:
+                raise _not_found("Subscription")
+            if n == 2 and m == "GET":
+                return Response.json(200, self._subscription_body(parts[1]))
+            if n == 3 and parts[2] == "listSecrets" and m == "POST":
+                sub = self._state["subscriptions"][parts[1]]
+                return Response.json(200, {"primaryKey": sub["primaryKey"], "secondaryKey": sub["secondaryKey"]})
         if head == "tenant" and n == 3 and parts[1] == "operationResults" and m == "GET":
             return self._operation_result(parts[2])
         raise ArmError(404, "ResourceNotFound", f"No route for {m} /{'/'.join(parts)}.")
+
+    # -- the service and its subscriptions ---------------------------------------------------------------------
+
+    def _service_body(self, headers: dict[str, str]) -> Response:
+        """ApiManagementServiceResource, the fields of ApiManagementServiceGetService.json that matter here."""
+        host = self.gateway_url
+        body = {"id": self.base_path, "name": self.SERVICE, "type": "Microsoft.ApiManagement/service",
+                "tags": {}, "location": "West Europe", "etag": "AAAAAAAAAAE=",
+                "properties": {"publisherEmail": "apimsync@example.com", "publisherName": "apimsync emulator",
+                               "notificationSenderEmail": "apimgmt-noreply@mail.windowsazure.com",
+                               "provisioningState": "Succeeded", "targetProvisioningState": "",
+                               "createdAtUtc": "2026-01-01T00:00:00Z", "gatewayUrl": host,
+                               "gatewayRegionalUrl": host, "portalUrl": host, "developerPortalUrl": host,
+                               "managementApiUrl": self.url, "scmUrl": host, "publicIPAddresses": ["127.0.0.1"],
+                               "virtualNetworkType": "None", "disableGateway": False,
+                               "apiVersionConstraint": {"minApiVersion": "2019-12-01"},
+                               "publicNetworkAccess": "Enabled", "platformVersion": "stv2"},
+                "sku": {"name": "Developer", "capacity": 1},
+                "identity": {"type": "SystemAssigned", "principalId": MANAGED_IDENTITY_APP_ID,
+                             "tenantId": "00000000-0000-0000-0000-00000000aaaa"}}
+        return Response.json(200, body, headers)
+
+    def _subscription_body(self, sid: str) -> dict[str, Any]:
+        """SubscriptionContract: keys are never in a GET (definitions.json: "Use '/listSecrets'")."""
+        sub = self._state["subscriptions"][sid]
+        props = {"ownerId": self.arm_id("users", "1"), "scope": self.arm_id() + sub["scope"],
+                 "displayName": sub["displayName"], "state": sub["state"], "createdDate": sub["createdDate"]}
+        return {"id": self.arm_id("subscriptions", sid), "type": _TYPES["subscriptions"], "name": sid,
+                "properties": props}
 
     # -- lists and paging --------------------------------------------------------------------------------------
 

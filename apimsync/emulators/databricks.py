@@ -1,7 +1,9 @@
-"""A Databricks workspace emulator: the serving-endpoints REST API (list, get, OpenAPI schema) over HTTP.
+"""A Databricks workspace emulator over HTTP: the serving-endpoints REST API (list, get, OpenAPI schema), the
+data plane that answers queries (``dataplane``), the OAuth token endpoint, and the host-metadata probe.
 
 Seeded from a fixture folder (``endpoints.json`` in the real list shape, ``openapi/<name>.json`` per endpoint;
 no file = no schema) and/or N synthetic endpoints. Errors use Databricks' envelope ``{"error_code", "message"}``.
+Route-optimized endpoints are queried on a second listener, their "dedicated host".
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from typing import Any
 from urllib.parse import unquote
 
 from apimsync.emulators._server import EmulatorServer, Faults, Request, Response
+from apimsync.emulators.dataplane import DataPlane, Identities, dedicated_path
 from apimsync.emulators.synthetic import FAKE_WORKSPACE_HOST, synthetic_endpoints
 
 DEFAULT_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "default"
 _ENDPOINT = re.compile(r"^/api/2\.0/serving-endpoints/([^/]+)(/openapi)?$")
+_INVOCATIONS = re.compile(r"^/serving-endpoints/([^/]+)(?:/served-models/([^/]+))?/invocations$")
 _ERRORS = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST",
            429: "REQUEST_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE"}
 
@@ -34,8 +38,12 @@ class DatabricksEmulator:
     """
 
     def __init__(self, fixtures: str | Path | None = DEFAULT_FIXTURES, *, endpoints: int | None = None,
-                 token: str = "dapi-emulator-token", port: int = 0, seed: int = 0) -> None:
-        self.token = token
+                 token: str = "dapi-emulator-token", port: int = 0, dedicated_port: int = 0, seed: int = 0,
+                 workspace_id: str = "1234567890123456") -> None:
+        self.identities = Identities(pats={token})
+        self._token = token
+        self.workspace_id = workspace_id
+        self.data_plane = DataPlane(self)
         self.faults = Faults(seed)
         self._lock = threading.Lock()
         self._endpoints: dict[str, dict[str, Any]] = {}
@@ -48,7 +56,9 @@ class DatabricksEmulator:
             for item in items:
                 self.put_endpoint(item, specs.get(item["name"]))
         self._server = EmulatorServer(self._app, port=port)
+        self._dedicated = EmulatorServer(self._dedicated_app, port=dedicated_port)
         self.url = self._server.url
+        self.dedicated_url = self._dedicated.url  # the data-plane host of route-optimized endpoints
 
     def _load(self, folder: Path) -> None:
         listing = json.loads((folder / "endpoints.json").read_text(encoding="utf-8"))
@@ -56,14 +66,29 @@ class DatabricksEmulator:
             spec_file = folder / "openapi" / f"{item['name']}.json"
             self.put_endpoint(item, spec_file.read_text(encoding="utf-8") if spec_file.exists() else None)
 
+    @property
+    def token(self) -> str:
+        """The PAT clients of this workspace use (setting it replaces the old one)."""
+        return self._token
+
+    @token.setter
+    def token(self, value: str) -> None:
+        self.identities.pats.discard(self._token)
+        self.identities.pats.add(value)
+        self._token = value
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> DatabricksEmulator:
         self._server.start()
+        self._dedicated.start()
         return self
 
     def stop(self) -> None:
-        self._server.stop()
+        try:
+            self._dedicated.stop()
+        finally:
+            self._server.stop()
 
     def __enter__(self) -> DatabricksEmulator:
         return self.start()
@@ -96,27 +121,63 @@ class DatabricksEmulator:
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return json.loads(json.dumps(self._stats))
+            out = json.loads(json.dumps(self._stats))
+        out["invocations"] = dict(self.data_plane.calls)
+        return out
+
+    def endpoint_and_spec(self, name: str) -> tuple[dict[str, Any] | None, str | None]:
+        with self._lock:
+            return self._endpoints.get(name), self._specs.get(name)
+
+    def endpoint_url(self, item: dict[str, Any]) -> str:
+        """The query URL of a route-optimized endpoint, on the dedicated listener."""
+        return f"{self.dedicated_url}/{self.workspace_id}/serving-endpoints/{item['name']}/invocations"
+
+    @staticmethod
+    def traffic(item: dict[str, Any]) -> list[tuple[str, int]]:
+        """(served entity, percentage) routes: the endpoint's traffic_config, else an even split."""
+        config = item.get("config") or {}
+        routes = (config.get("traffic_config") or {}).get("routes")
+        if routes:
+            return [(str(r["served_entity_name"]), int(r["traffic_percentage"])) for r in routes]
+        names = [str(e["name"]) for e in config.get("served_entities", [])]
+        if not names:
+            return []
+        share = 100 // len(names)
+        return [(n, share + (100 - share * len(names) if i == 0 else 0)) for i, n in enumerate(names)]
 
     # -- the app ---------------------------------------------------------------------------------------
 
     def _app(self, request: Request) -> Response:
         path = unquote(request.path)
         if path == "/.well-known/databricks-config":
-            return Response.text(404, "Not Found")
+            # the fields databricks-sdk reads (oauth.HostMetadata); an Azure workspace's OIDC root is <host>/oidc
+            return Response.json(200, {"oidc_endpoint": f"{self.url}/oidc", "workspace_id": self.workspace_id,
+                                       "cloud": "azure"})
+        if path == "/oidc/v1/token" and request.method == "POST":
+            return self.data_plane.token(request)
         with self._lock:
             self._stats["requests"] += 1
+        invocation = _INVOCATIONS.match(path)
+        if invocation:
+            return self.data_plane.invoke(request, invocation.group(1), invocation.group(2), dedicated_host=False)
         response = self._answer(request, path)
         if response.status >= 400:
             with self._lock:
                 self._stats["errors"] += 1
         return response
 
+    def _dedicated_app(self, request: Request) -> Response:
+        found = dedicated_path(request.path)
+        if found is None or found[0] != self.workspace_id:
+            return _error(404, f"No API found for '{request.method} {unquote(request.path)}'", "ENDPOINT_NOT_FOUND")
+        return self.data_plane.invoke(request, found[1], None, dedicated_host=True)
+
     def _answer(self, request: Request, path: str) -> Response:
         token = request.bearer_token
         if token is None:
             return _error(401, "Unable to authenticate: no credentials were provided")
-        if token != self.token:
+        if self.identities.refuse(token, "*") is not None:
             return _error(403, "Invalid access token")
         rule = self.faults.apply(request, path)
         if rule is not None and rule.status:
@@ -169,19 +230,21 @@ class DatabricksEmulator:
         """The GET shape: full config, traffic routes, and the dedicated URL of route-optimized endpoints."""
         out = json.loads(json.dumps(item))
         config = out.setdefault("config", {})
-        entities = config.get("served_entities", [])
-        for e in entities:
+        for e in config.get("served_entities", []):
             e.setdefault("state", {"deployment": "DEPLOYMENT_READY"})
-        if entities:
-            share = 100 // len(entities)
-            config["traffic_config"] = {"routes": [
-                {"served_entity_name": e["name"], "traffic_percentage": share + (100 - share * len(entities)
-                                                                                  if i == 0 else 0)}
-                for i, e in enumerate(entities)]}
+        routes = self.traffic(item)
+        if routes:
+            config["traffic_config"] = {"routes": [{"served_entity_name": n, "traffic_percentage": p}
+                                                   for n, p in routes]}
         if item.get("route_optimized"):
             out["route_optimized"] = True
-            out.setdefault("endpoint_url", f"https://{item.get('id', 'ep')}.12.serving.azuredatabricks.net/"
-                                           f"1234567890123456/serving-endpoints/{item['name']}/invocations")
+            url = self.endpoint_url(item)
+            out["endpoint_url"] = url
+            # serving.ServingEndpointDetailed.data_plane_info: ModelDataPlaneInfo(query_info=DataPlaneInfo(...))
+            out["data_plane_info"] = {"query_info": {"endpoint_url": url, "authorization_details": json.dumps([{
+                "type": "workspace_permission", "object_type": "serving-endpoints",
+                "object_path": f"/serving-endpoints/{item.get('id', item['name'])}",
+                "actions": ["query_inference_endpoint"]}])}}
         out.setdefault("permission_level", "CAN_MANAGE")
         return out
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from apimsync.emulators.apim import ApimEmulator, Throttle
+from apimsync.emulators.apim import MANAGED_IDENTITY_APP_ID, ApimEmulator, Throttle
 from apimsync.emulators.databricks import DEFAULT_FIXTURES, DatabricksEmulator
 
 if TYPE_CHECKING:
@@ -28,12 +28,16 @@ class Sandbox:
     """A Databricks workspace and an APIM service on 127.0.0.1, wired for apimsync."""
 
     def __init__(self, *, fixtures: str | Path | None = DEFAULT_FIXTURES, endpoints: int | None = None,
-                 databricks_port: int = 0, apim_port: int = 0, state_file: str | Path | None = None,
-                 throttle: Throttle | None = None, time_scale: float = 1.0, lro_seconds: float = 0.05,
-                 seed: int = 0) -> None:
+                 databricks_port: int = 0, apim_port: int = 0, gateway_port: int = 0,
+                 state_file: str | Path | None = None, throttle: Throttle | None = None, time_scale: float = 1.0,
+                 lro_seconds: float = 0.05, seed: int = 0) -> None:
         self.databricks = DatabricksEmulator(fixtures, endpoints=endpoints, port=databricks_port, seed=seed)
-        self.apim = ApimEmulator(port=apim_port, state_file=state_file, throttle=throttle, time_scale=time_scale,
-                                 lro_seconds=lro_seconds, seed=seed)
+        # the token the named value carries is a PAT of this workspace; APIM's managed identity is registered
+        # in it as a service principal (what a user sets up for managed-identity-auth)
+        self.databricks.identities.pats.add(DEMO_TOKEN)
+        self.databricks.identities.entra_apps.add(MANAGED_IDENTITY_APP_ID)
+        self.apim = ApimEmulator(port=apim_port, gateway_port=gateway_port, state_file=state_file, throttle=throttle,
+                                 time_scale=time_scale, lro_seconds=lro_seconds, seed=seed)
 
     def start(self) -> Sandbox:
         self.databricks.start()
@@ -78,9 +82,10 @@ class Sandbox:
         return yaml.safe_dump(self.config(ca_file), sort_keys=False)
 
     def env(self) -> dict[str, str]:
-        """Environment variables a separate apimsync process needs to use the sandbox."""
+        """Environment variables a separate apimsync process needs to use the sandbox (and to call its gateway)."""
         return {"DATABRICKS_HOST": self.databricks.url, "DATABRICKS_TOKEN": self.databricks.token,
-                DEMO_TOKEN_ENV: DEMO_TOKEN}
+                DEMO_TOKEN_ENV: DEMO_TOKEN, "APIMSYNC_GATEWAY_URL": self.apim.gateway_url,
+                "APIMSYNC_SUBSCRIPTION_KEY": self.apim.subscription_key}
 
     def workspace_client(self) -> WorkspaceClient:
         from databricks.sdk import WorkspaceClient
@@ -102,3 +107,28 @@ class Sandbox:
         settings = settings or self.settings()
         clients = {ws.name: self.workspace_client() for ws in settings.workspaces}
         return Engine(settings, workspace_clients=clients, env={**self.env(), **(env or {})}, **kwargs)
+
+    def sample_call(self, endpoint: str = "churn-classifier") -> dict[str, Any]:
+        """Call one published API through the gateway as a client would; returns the curl line and the answer."""
+        import json
+        import shlex
+
+        import requests
+
+        from apimsync.verify import primary_operation, request_body
+
+        plan = self.engine().plan()
+        change = next((c for c in plan.changes if c.endpoint == endpoint and c.desired), None) or next(
+            c for c in plan.changes if c.desired)
+        assert change.desired is not None
+        spec = json.loads(change.desired.spec_json)
+        found = primary_operation(spec)
+        assert found is not None
+        url = f"{self.apim.gateway_url}/{change.desired.settings.path}{found[0]}"
+        body = request_body(spec, found[1])
+        curl = (f"curl -s --cacert {shlex.quote(str(self.apim.ca_file))} "
+                f"-H \"Ocp-Apim-Subscription-Key: $APIMSYNC_SUBSCRIPTION_KEY\" -H 'Content-Type: application/json' "
+                f"-d {shlex.quote(json.dumps(body))} {url}")
+        answer = requests.post(url, json=body, headers={"Ocp-Apim-Subscription-Key": self.apim.subscription_key},
+                               verify=str(self.apim.ca_file), timeout=30)
+        return {"curl": curl, "url": url, "status": answer.status_code, "body": answer.text}

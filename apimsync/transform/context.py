@@ -17,6 +17,7 @@ class TransformContext:
     served_entities: tuple[str, ...] = ()
     config_version: str | None = None
     variables: Mapping[str, str] = field(default_factory=dict)
+    served_model_routes: bool = False  # keep the per-entity routes beside /invocations (add-invocations-path)
 
     def values(self) -> dict[str, str]:
         return {"endpoint": self.endpoint, "server_url": self.server_url,

@@ -403,11 +403,15 @@ class OperationIds(Step):
 
 @builtin("add-invocations-path")
 class AddInvocationsPath(Step):
-    """Add the endpoint-level ``/invocations`` POST (traffic-routed across served entities) beside the
-    per-entity paths. Its request and response accept what any served entity accepts.
+    """Publish the endpoint's own ``POST /invocations``: the query URL Databricks documents for every endpoint,
+    routed by its traffic split, and stable across model versions (the per-entity paths embed the entity name,
+    which changes with each deployment). The per-entity paths stay only when ``apis.served_model_routes`` is on.
+
+    Its request schema accepts what any served entity accepts (identical schemas collapse to one; different
+    signatures become an ``anyOf``, and a payload only one entity accepts may be routed to another by the split).
 
     before: ``paths: {"/served-models/a-1/invocations": …}``
-    after:  ``paths: {"/served-models/a-1/invocations": …, "/invocations": {"post": …}}``
+    after:  ``paths: {"/invocations": {"post": …}}`` (and the per-entity paths with served_model_routes)
     """
 
     def check(self, where: str) -> None:
@@ -415,20 +419,23 @@ class AddInvocationsPath(Step):
 
     def apply(self, doc: dict[str, Any], ctx: TransformContext) -> None:
         paths = doc.get("paths")
-        if not isinstance(paths, dict) or "/invocations" in paths:
+        if not isinstance(paths, dict):
             return
-        posts = [item["post"] for p, item in paths.items()
-                 if entity_of(p) and isinstance(item, dict) and isinstance(item.get("post"), dict)]
-        if not posts:
-            return
-        requests = _distinct(_schema(p.get("requestBody")) for p in posts)
-        responses = _distinct(_schema((p.get("responses") or {}).get("200")) for p in posts)
-        post: dict[str, Any] = {"summary": f"Invoke {ctx.endpoint} (traffic-routed)"}
-        if requests:
-            post["requestBody"] = {"content": {"application/json": {"schema": _any_of(requests)}}}
-        post["responses"] = {"200": {"description": "Successful operation", **(
-            {"content": {"application/json": {"schema": _any_of(responses)}}} if responses else {})}}
-        paths["/invocations"] = {"post": post}
+        entity_paths = [p for p, item in paths.items()
+                        if entity_of(p) and isinstance(item, dict) and isinstance(item.get("post"), dict)]
+        posts = [paths[p]["post"] for p in entity_paths]
+        if posts and "/invocations" not in paths:
+            requests = _distinct(_schema(p.get("requestBody")) for p in posts)
+            responses = _distinct(_schema((p.get("responses") or {}).get("200")) for p in posts)
+            post: dict[str, Any] = {"summary": f"Invoke {ctx.endpoint} (traffic-routed)"}
+            if requests:
+                post["requestBody"] = {"content": {"application/json": {"schema": _any_of(requests)}}}
+            post["responses"] = {"200": {"description": "Successful operation", **(
+                {"content": {"application/json": {"schema": _any_of(responses)}}} if responses else {})}}
+            doc["paths"] = paths = {"/invocations": {"post": post}, **paths}
+        if not ctx.served_model_routes and "/invocations" in paths:
+            for p in entity_paths:
+                del paths[p]
 
 
 def _schema(section: Any) -> Any:

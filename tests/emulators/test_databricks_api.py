@@ -60,7 +60,9 @@ def test_errors_use_the_databricks_envelope(emu: DatabricksEmulator) -> None:
 
     anonymous = requests.get(emu.url + "/api/2.0/serving-endpoints", timeout=5)
     assert anonymous.status_code == 401 and anonymous.json()["error_code"] == "UNAUTHENTICATED"
-    assert requests.get(emu.url + "/.well-known/databricks-config", timeout=5).status_code == 404
+    # host metadata: the fields databricks-sdk's oauth.HostMetadata reads (oidc_endpoint, workspace_id, cloud)
+    meta = requests.get(emu.url + "/.well-known/databricks-config", timeout=5).json()
+    assert meta == {"oidc_endpoint": emu.url + "/oidc", "workspace_id": emu.workspace_id, "cloud": "azure"}
     for name, status in (("fraud-scorer", 400), ("legacy-no-signature", 404)):
         with pytest.raises(DatabricksError) as info:
             w.serving_endpoints.get_open_api(name)

@@ -20,7 +20,9 @@ from apimsync.transform.walk import operations
 SPECS = sorted((DEFAULT_FIXTURES / "openapi").glob("*.json"))
 SEED = DEFAULT_FIXTURES / "openapi" / "agents_main-dbdemos_rag_chatbot-dbdemos_rag_demo.json"
 KEPT_INPUTS = ("dataframe_records", "instances", "inputs", "params")
-CTX = TransformContext(endpoint="ep", server_url="https://adb-1.azuredatabricks.net/serving-endpoints/ep")
+# served_model_routes: keep the per-entity routes beside /invocations, so every input operation can be compared
+CTX = TransformContext(endpoint="ep", server_url="https://adb-1.azuredatabricks.net/serving-endpoints/ep",
+                       served_model_routes=True)
 
 
 def input_keys(schema: Any) -> set[str]:
@@ -52,7 +54,8 @@ def test_default_pipeline_makes_an_importable_lossless_spec(path: Path) -> None:
     assert [f for f in lint(out) if f.severity == "error"] == []
     import_spec(json.dumps(out), "openapi+json")  # the APIM emulator accepts it
     ops_in = {(p, m) for p, m, _ in operations(spec)}
-    assert {(p, m) for p, m, _ in operations(out)} == ops_in
+    assert {(p, m) for p, m, _ in operations(out)} == ops_in | {("/invocations", "post")}
+    assert out["paths"]["/invocations"]["post"]["operationId"] == "invoke"
     for p, m, op in operations(spec):
         new = out["paths"][p][m]
         schema_in = op["requestBody"]["content"]["application/json"]["schema"]
@@ -69,11 +72,24 @@ def test_default_pipeline_makes_an_importable_lossless_spec(path: Path) -> None:
 def test_operation_ids_are_stable_per_served_entity() -> None:
     spec = json.loads(SEED.read_text())
     ids = {p: op["operationId"] for p, _, op in operations(load_pipeline().run(spec, CTX))}
-    assert ids == {"/served-models/main-dbdemos_rag_chatbot-dbdemos_rag_demo_1/invocations":
+    assert ids == {"/invocations": "invoke",
+                   "/served-models/main-dbdemos_rag_chatbot-dbdemos_rag_demo_1/invocations":
                    "invoke-main-dbdemos_rag_chatbot-dbdemos_rag_demo_1",
                    "/served-models/feedback/invocations": "invoke-feedback"}
-    other = TransformContext(endpoint="ep", server_url="https://elsewhere", config_version="9")
+    other = TransformContext(endpoint="ep", server_url="https://elsewhere", config_version="9",
+                             served_model_routes=True)
     assert {p: op["operationId"] for p, _, op in operations(load_pipeline().run(spec, other))} == ids
+
+
+def test_by_default_only_the_stable_invocations_route_is_published() -> None:
+    """The per-entity routes embed the model version; the endpoint's /invocations does not."""
+    spec = json.loads(SEED.read_text())
+    default = TransformContext(endpoint="ep", server_url="https://adb-1.azuredatabricks.net/serving-endpoints/ep")
+    out = load_pipeline().run(spec, default)
+    assert list(out["paths"]) == ["/invocations"]
+    assert out["paths"]["/invocations"]["post"]["operationId"] == "invoke"
+    renamed = json.loads(SEED.read_text().replace("dbdemos_rag_demo_1", "dbdemos_rag_demo_2"))
+    assert load_pipeline().run(renamed, default) == out, "a new model version publishes the same API"
 
 
 def test_none_pipeline_is_identity() -> None:

@@ -12,7 +12,7 @@ from apimsync.errors import PipelineError
 from apimsync.transform import TransformContext, lint, load_pipeline
 
 CTX = TransformContext(endpoint="churn", server_url="https://h/serving-endpoints/churn", tags={"team": "ml"},
-                       variables={"workspace": "prod"})
+                       variables={"workspace": "prod"}, served_model_routes=True)
 
 
 def run(tmp_path: Path, steps: str, spec: dict[str, Any], ctx: TransformContext = CTX) -> dict[str, Any]:

@@ -1,0 +1,346 @@
+"""The Databricks data plane: querying serving endpoints, and who may do it.
+
+- ``POST /serving-endpoints/{name}/invocations`` (the traffic split of the endpoint's served entities) and
+  ``POST /serving-endpoints/{name}/served-models/{entity}/invocations`` on the workspace host;
+- route-optimized endpoints answer only on their own host (a second listener standing in for
+  ``https://<id>.<n>.serving.azuredatabricks.net/<workspace-id>/serving-endpoints/<name>/invocations``) and only to
+  OAuth tokens, never to PATs (Databricks docs, "Query route-optimized serving endpoints");
+- ``POST /oidc/v1/token``: OAuth client credentials of a service principal, optionally scoped to endpoints with
+  ``authorization_details`` (Databricks docs, "Authorize service principal access to Azure Databricks with OAuth");
+- Microsoft Entra tokens for the Azure Databricks resource ``2ff814a6-3304-4ab8-85cb-cd0e6f879c1d``, accepted for
+  the application ids registered as service principals (what APIM's managed identity presents).
+
+Payloads are checked the way serving does it: custom models take exactly one of ``dataframe_split``,
+``dataframe_records``, ``instances``, ``inputs`` (plus ``params``), checked against the endpoint's signature
+(its OpenAPI request schema); chat, completions and embeddings tasks take ``messages``, ``prompt``, ``input``.
+Answers are deterministic and shaped by the response schema (or OpenAI's shapes for those tasks).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import itertools
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote
+
+from apimsync.emulators._server import Request, Response
+
+if TYPE_CHECKING:
+    from apimsync.emulators.databricks import DatabricksEmulator
+
+AZURE_DATABRICKS_RESOURCE = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d"
+INPUT_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+TOKEN_LIFETIME_S = 3600
+_CHAT_TASKS = ("llm/v1/chat", "agent/v1/chat")
+
+
+def error(status: int, code: str | int, message: str) -> Response:
+    return Response.json(status, {"error_code": code, "message": message})
+
+
+def entra_token(resource: str, app_id: str, tenant: str = "00000000-0000-0000-0000-00000000aaaa",
+                lifetime_s: int = TOKEN_LIFETIME_S) -> str:
+    """An emulated Microsoft Entra access token (unsigned JWT shape): what APIM's managed identity gets."""
+    def part(obj: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    claims = {"aud": resource, "appid": app_id, "iss": f"https://sts.windows.net/{tenant}/",
+              "exp": int(time.time()) + lifetime_s}
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.emulated"
+
+
+def _entra_claims(token: str) -> dict[str, Any] | None:
+    parts = token.split(".")
+    if len(parts) != 3 or parts[2] != "emulated":
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+@dataclass
+class _Grant:
+    client_id: str
+    endpoints: frozenset[str] | None  # None: every endpoint (scope all-apis without authorization_details)
+    expires: float
+
+
+@dataclass
+class Identities:
+    """Who this workspace accepts: its PATs, its service principals (OAuth secrets), and Entra application ids."""
+
+    pats: set[str] = field(default_factory=set)
+    service_principals: dict[str, str] = field(default_factory=dict)  # client id -> OAuth secret
+    entra_apps: set[str] = field(default_factory=set)  # application ids registered as service principals
+    _grants: dict[str, _Grant] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def mint(self, client_id: str, endpoints: frozenset[str] | None) -> tuple[str, int]:
+        token = "eyJemulated." + secrets.token_urlsafe(24)
+        with self._lock:
+            self._grants[token] = _Grant(client_id, endpoints, time.time() + TOKEN_LIFETIME_S)
+        return token, TOKEN_LIFETIME_S
+
+    def refuse(self, token: str | None, endpoint_id: str, *, oauth_only: bool = False) -> Response | None:
+        """None when ``token`` may query the endpoint, else Databricks' answer.
+
+        An unknown token gets 403 ``{"error_code": 403, "message": "Invalid access token."}`` as workspace APIs
+        answer it (databricks-sdk-go issue 873). Route-optimized endpoints take only OAuth tokens minted by the
+        workspace ("Personal access tokens are not supported"); the status of that refusal is not documented,
+        401 is our assumption.
+        """
+        if token is None:
+            return error(401, 401, "Credential was not sent or was of an unsupported type for this API.")
+        with self._lock:
+            grant = self._grants.get(token)
+        if grant is not None and grant.expires > time.time():
+            if grant.endpoints is None or endpoint_id in grant.endpoints:
+                return None
+            return error(403, "PERMISSION_DENIED", "The token's authorization_details do not cover this endpoint.")
+        if oauth_only:
+            if token in self.pats or _entra_claims(token) is not None:
+                return error(401, 401, "Route-optimized endpoints accept only OAuth tokens from the workspace's "
+                                       "/oidc/v1/token; personal access tokens are not supported.")
+            return error(403, 403, "Invalid access token.")
+        if token in self.pats:
+            return None
+        claims = _entra_claims(token)
+        if claims is not None and claims.get("aud") == AZURE_DATABRICKS_RESOURCE \
+                and claims.get("appid") in self.entra_apps and float(claims.get("exp") or 0) > time.time():
+            return None
+        return error(403, 403, "Invalid access token.")
+
+
+class DataPlane:
+    """Answers queries for the endpoints of one :class:`DatabricksEmulator`."""
+
+    def __init__(self, workspace: DatabricksEmulator) -> None:
+        self.workspace = workspace
+        self._lock = threading.Lock()
+        self._counters: dict[str, itertools.count[int]] = {}
+        self.calls: dict[str, int] = {}  # "<endpoint>/<served entity>" -> answered queries
+
+    # -- OAuth ----------------------------------------------------------------------------------------
+
+    def token(self, request: Request) -> Response:
+        """``POST /oidc/v1/token`` with ``grant_type=client_credentials``; client id and secret by HTTP basic
+        auth or in the form; optional ``authorization_details`` naming ``serving-endpoints`` objects."""
+        form = dict(parse_qsl(request.body.decode("utf-8", "replace")))
+        client_id, secret = form.get("client_id"), form.get("client_secret")
+        auth = request.headers.get("authorization", "")
+        if auth[:6].lower() == "basic ":
+            try:
+                client_id, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
+            except (ValueError, binascii.Error):
+                client_id = secret = None
+        if form.get("grant_type") != "client_credentials":
+            return Response.json(400, {"error": "unsupported_grant_type",
+                                       "error_description": "grant_type must be client_credentials"})
+        known = self.workspace.identities.service_principals
+        if not client_id or known.get(client_id) != secret:
+            return Response.json(401, {"error": "invalid_client", "error_description": "Client authentication failed"})
+        endpoints: frozenset[str] | None = None
+        if form.get("authorization_details"):
+            try:
+                details = json.loads(form["authorization_details"])
+                endpoints = frozenset(  # object_path names the endpoint by its id
+                    str(d["object_path"]).rsplit("/", 1)[-1] for d in details
+                    if d.get("object_type") == "serving-endpoints"
+                    and "query_inference_endpoint" in d.get("actions", []))
+            except (ValueError, TypeError, KeyError, AttributeError):
+                return Response.json(400, {"error": "invalid_request",
+                                           "error_description": "authorization_details is not valid"})
+        token, lifetime = self.workspace.identities.mint(client_id, endpoints)
+        return Response.json(200, {"access_token": token, "token_type": "Bearer", "expires_in": lifetime,
+                                   "scope": form.get("scope", "all-apis")})
+
+    # -- queries --------------------------------------------------------------------------------------
+
+    def invoke(self, request: Request, name: str, entity: str | None, *, dedicated_host: bool) -> Response:
+        if request.method != "POST":
+            return error(405, "ENDPOINT_NOT_FOUND", f"{request.method} is not supported for invocations")
+        item, spec = self.workspace.endpoint_and_spec(name)
+        if item is None:
+            return error(404, "RESOURCE_DOES_NOT_EXIST", f"Endpoint with name '{name}' does not exist.")
+        route_optimized = bool(item.get("route_optimized"))
+        if route_optimized and not dedicated_host:
+            return error(400, "BAD_REQUEST", f"Endpoint '{name}' is route-optimized: query it on its own URL "
+                                             f"({self.workspace.endpoint_url(item)}).")
+        if dedicated_host and not route_optimized:
+            return error(404, "RESOURCE_DOES_NOT_EXIST", f"Endpoint '{name}' is not served on this host.")
+        refused = self.workspace.identities.refuse(request.bearer_token, str(item.get("id") or name),
+                                                   oauth_only=route_optimized)
+        if refused is not None:
+            return refused
+        if (item.get("state") or {}).get("ready") != "READY":
+            return error(400, "INVALID_STATE", f"Endpoint '{name}' is not ready to serve requests.")
+        entities = [e.get("name") for e in (item.get("config") or {}).get("served_entities", [])]
+        if entity is None:
+            entity = self._route(name, self.workspace.traffic(item))
+        elif entity not in entities:
+            return error(404, "RESOURCE_DOES_NOT_EXIST", f"Served model '{entity}' does not exist in endpoint "
+                                                         f"'{name}'.")
+        try:
+            body = json.loads(request.body.decode("utf-8")) if request.body else None
+        except (UnicodeDecodeError, ValueError):
+            return error(400, "MALFORMED_REQUEST", "Invalid JSON in the request body.")
+        operation = _operation(spec, entity)
+        problem = check_payload(item.get("task"), operation, body)
+        if problem or not isinstance(body, dict):
+            return error(400, "BAD_REQUEST", problem or "The request body must be a JSON object.")
+        with self._lock:
+            key = f"{name}/{entity}"
+            self.calls[key] = self.calls.get(key, 0) + 1
+        return Response.json(200, answer(item.get("task"), operation, body, entity))
+
+    def _route(self, name: str, routes: list[tuple[str, int]]) -> str:
+        """The served entity for the next query: a deterministic walk through the traffic percentages."""
+        with self._lock:
+            n = next(self._counters.setdefault(name, itertools.count())) % 100
+        for entity, share in routes:
+            if n < share:
+                return entity
+            n -= share
+        return routes[-1][0]
+
+
+# -- payloads and answers --------------------------------------------------------------------------------
+
+def _operation(spec: str | None, entity: str) -> dict[str, Any]:
+    """The OpenAPI operation of one served entity ({} when the endpoint has no schema)."""
+    if not spec:
+        return {}
+    try:
+        doc = json.loads(spec)
+    except ValueError:
+        return {}
+    paths = doc.get("paths") or {}
+    op = (paths.get(f"/served-models/{entity}/invocations") or {}).get("post")
+    return op if isinstance(op, dict) else {}
+
+
+def _request_schema(operation: dict[str, Any]) -> dict[str, Any] | None:
+    content = ((operation.get("requestBody") or {}).get("content") or {}).get("application/json") or {}
+    schema = content.get("schema")
+    return schema if isinstance(schema, dict) else None
+
+
+def check_payload(task: str | None, operation: dict[str, Any], body: Any) -> str | None:
+    """Why serving would refuse ``body`` (None when it would score it)."""
+    if not isinstance(body, dict):
+        return "The request body must be a JSON object."
+    if task in _CHAT_TASKS and "messages" not in body and not any(k in body for k in INPUT_KEYS):
+        return "Missing required field 'messages'."
+    if task == "llm/v1/embeddings" and "input" not in body:
+        return "Missing required field 'input'."
+    if task == "llm/v1/completions" and "prompt" not in body:
+        return "Missing required field 'prompt'."
+    if task is None:
+        given = [k for k in INPUT_KEYS if k in body]
+        if len(given) != 1:  # MLflow's scoring server (mlflow/pyfunc/scoring_server), which serving runs
+            return ("The input must be a JSON dictionary with exactly one of the input fields "
+                    "{'dataframe_split', 'dataframe_records', 'instances', 'inputs'}.")
+        unknown = sorted(set(body) - {given[0], "params"})
+        if unknown:
+            return f"Invalid input. Unexpected field(s) {unknown}; only the input field and 'params' are allowed."
+    schema = _request_schema(operation)
+    if schema is None:
+        return None
+    branches = schema.get("oneOf") or schema.get("anyOf")
+    if isinstance(branches, list):  # one variant per input format: check the one that was sent
+        keyed = [b for b in branches if isinstance(b, dict) and set(body) & set(b.get("properties") or {})]
+        if not keyed:
+            accepted = sorted({k for b in branches if isinstance(b, dict) for k in (b.get("properties") or {})})
+            return f"The model's signature accepts the input fields {accepted}; got {sorted(body)}."
+        schema = keyed[0]
+    return _schema_problem(schema, body)
+
+
+def _schema_problem(schema: dict[str, Any], body: Any) -> str | None:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        found = next(iter(Draft202012Validator(schema).iter_errors(body)), None)
+    except (SchemaError, RecursionError):
+        return None
+    if found is None:
+        return None
+    where = "/".join(str(p) for p in found.absolute_path) or "(body)"
+    return f"Model input does not match the model signature at '{where}': {found.message}"
+
+
+def _rows(body: dict[str, Any]) -> int:
+    for key in ("dataframe_records", "instances", "inputs"):
+        if isinstance(body.get(key), list):
+            return max(1, len(body[key]))
+    split = body.get("dataframe_split")
+    if isinstance(split, dict) and isinstance(split.get("data"), list):
+        return max(1, len(split["data"]))
+    return 1
+
+
+def answer(task: str | None, operation: dict[str, Any], body: dict[str, Any], entity: str) -> Any:
+    """A deterministic answer in the shape the endpoint documents."""
+    if task in ("llm/v1/chat", "llm/v1/completions"):
+        prompt = json.dumps(body.get("messages") or body.get("prompt") or "")
+        prompt_tokens = max(1, len(prompt.split()))
+        text = f"Emulated answer from {entity}."
+        choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
+        if task == "llm/v1/chat":
+            choice["message"] = {"role": "assistant", "content": text}
+        else:
+            choice["text"] = text
+        return {"id": f"chatcmpl-{entity}", "object": "chat.completion" if task == "llm/v1/chat"
+                else "text_completion", "created": 1700000000, "model": entity, "choices": [choice],
+                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 5,
+                          "total_tokens": prompt_tokens + 5}}
+    if task == "llm/v1/embeddings":
+        inputs = body.get("input")
+        count = len(inputs) if isinstance(inputs, list) else 1
+        return {"object": "list", "model": entity,
+                "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(count)],
+                "usage": {"prompt_tokens": count, "total_tokens": count}}
+    content = (((operation.get("responses") or {}).get("200") or {}).get("content") or {}).get("application/json")
+    schema = (content or {}).get("schema") if isinstance(content, dict) else None
+    if isinstance(schema, dict) and "predictions" in (schema.get("properties") or {}):
+        item = (schema["properties"]["predictions"] or {}).get("items") or {}
+        return {"predictions": [_value(item, 0) for _ in range(_rows(body))]}
+    if isinstance(schema, dict) and schema:
+        return _value(schema, 0)
+    return {"predictions": [0.5] * _rows(body)}
+
+
+def _value(schema: Any, depth: int) -> Any:
+    """A full, deterministic instance of a schema (every property; arrays of one item)."""
+    if not isinstance(schema, dict) or depth > 12:
+        return 0.5
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for key in ("oneOf", "anyOf", "allOf"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return _value(schema[key][0], depth + 1)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "object" or "properties" in schema:
+        return {k: _value(v, depth + 1) for k, v in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [_value(schema.get("items") or {}, depth + 1)]
+    return {"string": "emulated", "integer": 1, "number": 0.5, "boolean": True}.get(str(kind), 0.5)
+
+
+def dedicated_path(path: str) -> tuple[str, str] | None:
+    """``/<workspace-id>/serving-endpoints/<name>/invocations`` → (workspace id, endpoint name)."""
+    parts = unquote(path).strip("/").split("/")
+    if len(parts) == 4 and parts[1] == "serving-endpoints" and parts[3] == "invocations":
+        return parts[0], parts[2]
+    return None

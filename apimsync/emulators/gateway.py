@@ -1,0 +1,374 @@
+"""The emulated APIM gateway: ``https://<gateway>/<api path>/<operation url>`` runs the API's policy and forwards
+the call to its backend, as API Management does.
+
+- The API is the one whose ``path`` is the longest prefix of the request path; the operation is matched by method
+  and URL template (``{param}`` matches one segment). No match: 404 with APIM's body.
+- APIs with ``subscriptionRequired`` need a key in ``Ocp-Apim-Subscription-Key`` or ``?subscription-key=``
+  (Learn, "Subscriptions in Azure API Management"); missing or wrong: 401 with APIM's messages.
+- Policies: the API's policy runs with ``<base />`` standing for the emulated global policy. The elements
+  apimsync's templates use are implemented (``POLICY_ELEMENTS``); any other element, or a policy expression
+  outside the few forms the templates use, answers 500 naming it, so a test never passes on a policy the gateway
+  did not run. ``{{named value}}`` references are replaced by the values (secrets included) before the run.
+- Backends must be on this machine (loopback): the emulator never sends a request anywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
+
+from apimsync.emulators._server import Request, Response
+from apimsync.emulators.dataplane import entra_token
+
+if TYPE_CHECKING:
+    from apimsync.emulators.apim import ApimEmulator
+
+GLOBAL_POLICY = ("<policies><inbound /><backend><forward-request /></backend><outbound /><on-error /></policies>")
+NAMED_VALUE_REF = re.compile(r"\{\{\s*([A-Za-z0-9\-._]+)\s*\}\}")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MISSING_KEY = ("Access denied due to missing subscription key. Make sure to include subscription key when making "
+               "requests to an API.")
+INVALID_KEY = ("Access denied due to invalid subscription key. Make sure to provide a valid key for an active "
+               "subscription.")
+_HOP_BY_HOP = {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "accept-encoding"}
+
+
+def gateway_error(status: int, message: str) -> Response:
+    """APIM's gateway error body (``statusCode`` + ``message``)."""
+    return Response.json(status, {"statusCode": status, "message": message})
+
+
+class PolicyFailure(Exception):
+    """A policy the gateway cannot run: 500, with the reason in the message."""
+
+
+@dataclass
+class GatewayApi:
+    """What the gateway needs of one current API revision."""
+
+    api_id: str
+    path: str
+    service_url: str
+    subscription_required: bool
+    operations: list[tuple[str, str, str]]  # (name, method, url template)
+    policy: str | None
+
+
+@dataclass
+class _Call:
+    method: str
+    path: str  # operation-relative URL, after rewrite-uri
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    template_values: dict[str, str]
+    backend_url: str
+    variables: dict[str, Any] = field(default_factory=dict)
+    response: Response | None = None
+
+
+class Gateway:
+    """The data path of one emulated APIM service (an app for an HTTPS :class:`EmulatorServer`)."""
+
+    def __init__(self, apim: ApimEmulator, *, managed_identity_app_id: str) -> None:
+        self.apim = apim
+        self.managed_identity_app_id = managed_identity_app_id
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[Any, float]] = {}
+        self.calls: dict[str, int] = {}  # api id -> requests answered by the backend
+
+    # -- the app ----------------------------------------------------------------------------------------
+
+    def __call__(self, request: Request) -> Response:
+        apis, named_values, keys = self.apim.gateway_view()
+        path = request.path.lstrip("/")
+        api = _match_api(apis, path)
+        if api is None:
+            return gateway_error(404, "Resource not found")
+        if api.subscription_required:
+            key = request.headers.get("ocp-apim-subscription-key") or request.query.get("subscription-key")
+            if not key:
+                return gateway_error(401, MISSING_KEY)
+            if key not in keys:
+                return gateway_error(401, INVALID_KEY)
+        rest = "/" + path[len(api.path):].lstrip("/") if api.path else "/" + path
+        matched = _match_operation(api.operations, request.method, rest)
+        if matched is None:
+            return gateway_error(404, "Resource not found")
+        query = {k: v for k, v in request.query.items() if k != "subscription-key"}
+        call = _Call(request.method, rest, query, dict(request.headers), request.body, matched, api.service_url)
+        try:
+            document = _parse(_expand(api.policy or GLOBAL_POLICY.replace("<inbound />", "<inbound><base /></inbound>"),
+                                      named_values))
+            global_policy = _parse(GLOBAL_POLICY)
+            self._run_section(document, global_policy, "inbound", call)
+            if call.response is None:  # return-response in inbound answers without calling the backend
+                self._run_section(document, global_policy, "backend", call)
+            self._run_section(document, global_policy, "outbound", call)
+        except PolicyFailure as exc:
+            return gateway_error(500, f"Internal server error: {exc}")
+        if call.response is None:
+            return gateway_error(500, "Internal server error: the policy did not forward the request")
+        with self._lock:
+            self.calls[api.api_id] = self.calls.get(api.api_id, 0) + 1
+        return call.response
+
+    # -- policy execution -------------------------------------------------------------------------------------
+
+    def _run_section(self, document: ET.Element, global_policy: ET.Element, name: str, call: _Call) -> None:
+        section = document.find(name)
+        if section is None:
+            section = ET.fromstring(f"<{name}><base /></{name}>")
+        for element in section:
+            if element.tag == "base":
+                inherited = global_policy.find(name)
+                for inner in inherited if inherited is not None else []:
+                    self._run(inner, call)
+            else:
+                self._run(element, call)
+
+    def _run(self, element: ET.Element, call: _Call) -> None:
+        handler = getattr(self, "_el_" + element.tag.replace("-", "_"), None)
+        if handler is None:
+            raise PolicyFailure(f"policy element <{element.tag}> is not implemented by the emulated gateway")
+        handler(element, call)
+
+    def _el_set_header(self, el: ET.Element, call: _Call) -> None:
+        name = _attr(el, "name").lower()
+        action = el.get("exists-action", "override")
+        if action == "delete":
+            call.headers.pop(name, None)
+            return
+        values = [_evaluate(v.text or "", call) for v in el.findall("value")]
+        if action == "skip" and name in call.headers:
+            return
+        if action == "append" and name in call.headers:
+            values = [call.headers[name], *values]
+        call.headers[name] = ",".join(values)
+
+    def _el_authentication_managed_identity(self, el: ET.Element, call: _Call) -> None:
+        """An emulated Entra token of the service's managed identity for ``resource``."""
+        token = entra_token(_attr(el, "resource"), el.get("client-id") or self.managed_identity_app_id)
+        variable = el.get("output-token-variable-name")
+        if variable:
+            call.variables[variable] = token
+        else:
+            call.headers["authorization"] = f"Bearer {token}"
+
+    def _el_set_backend_service(self, el: ET.Element, call: _Call) -> None:
+        call.backend_url = _evaluate(_attr(el, "base-url"), call)
+
+    def _el_rewrite_uri(self, el: ET.Element, call: _Call) -> None:
+        template = _evaluate(_attr(el, "template"), call)
+        path = re.sub(r"\{([^}]+)\}", lambda m: call.template_values.get(m.group(1), ""), template)
+        target = urlsplit(path)
+        if el.get("copy-unmatched-params", "true") != "true":
+            call.query = {}
+        if target.query:
+            call.query.update(dict(p.split("=", 1) for p in target.query.split("&") if "=" in p))
+        call.path = target.path if target.path.startswith("/") else "/" + target.path
+
+    def _el_set_variable(self, el: ET.Element, call: _Call) -> None:
+        call.variables[_attr(el, "name")] = _evaluate(_attr(el, "value"), call)
+
+    def _el_cache_lookup_value(self, el: ET.Element, call: _Call) -> None:
+        key = _evaluate(_attr(el, "key"), call)
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[1] > time.monotonic():
+            call.variables[_attr(el, "variable-name")] = hit[0]
+        elif el.get("default-value") is not None:
+            call.variables[_attr(el, "variable-name")] = el.get("default-value")
+
+    def _el_cache_store_value(self, el: ET.Element, call: _Call) -> None:
+        key = _evaluate(_attr(el, "key"), call)
+        duration = float(_evaluate(_attr(el, "duration"), call))
+        with self._lock:
+            self._cache[key] = (_evaluate(_attr(el, "value"), call), time.monotonic() + duration)
+
+    def _el_choose(self, el: ET.Element, call: _Call) -> None:
+        for branch in el:
+            if branch.tag == "when" and _truthy(_evaluate(_attr(branch, "condition"), call)):
+                for inner in branch:
+                    self._run(inner, call)
+                return
+            if branch.tag == "otherwise":
+                for inner in branch:
+                    self._run(inner, call)
+                return
+
+    def _el_send_request(self, el: ET.Element, call: _Call) -> None:
+        url = _evaluate((el.findtext("set-url") or "").strip(), call)
+        method = (el.findtext("set-method") or "GET").strip()
+        headers = {}
+        for header in el.findall("set-header"):
+            headers[_attr(header, "name")] = ",".join(_evaluate(v.text or "", call) for v in header.findall("value"))
+        body = _evaluate(el.findtext("set-body") or "", call).encode("utf-8")
+        response = _send(method, url, headers, body, timeout=float(el.get("timeout", "60")))
+        call.variables[_attr(el, "response-variable-name")] = response
+
+    def _el_forward_request(self, el: ET.Element, call: _Call) -> None:
+        url = call.backend_url.rstrip("/") + call.path
+        if call.query:
+            url += "?" + urlencode(call.query)
+        headers = {k: v for k, v in call.headers.items() if k not in _HOP_BY_HOP}
+        call.response = _send(call.method, url, headers, call.body, timeout=float(el.get("timeout", "300")))
+
+    def _el_return_response(self, el: ET.Element, call: _Call) -> None:
+        status = el.find("set-status")
+        code = int(status.get("code", "200")) if status is not None else 200
+        call.response = Response(code, _evaluate(el.findtext("set-body") or "", call).encode("utf-8"))
+
+
+def _attr(el: ET.Element, name: str) -> str:
+    value = el.get(name)
+    if value is None:
+        raise PolicyFailure(f"<{el.tag}> needs the attribute '{name}'")
+    return value
+
+
+def _parse(xml: str) -> ET.Element:
+    try:
+        return ET.fromstring(xml)
+    except ET.ParseError as exc:
+        raise PolicyFailure(f"the policy is not well-formed XML ({exc})") from None
+
+
+def _expand(xml: str, named_values: dict[str, str]) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in named_values:
+            raise PolicyFailure(f"named value '{name}' does not exist")
+        return named_values[name].replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
+
+    return NAMED_VALUE_REF.sub(value, xml)
+
+
+def _match_api(apis: list[GatewayApi], path: str) -> GatewayApi | None:
+    best: GatewayApi | None = None
+    for api in apis:
+        prefix = api.path.strip("/")
+        if (not prefix or path == prefix or path.startswith(prefix + "/")) and (
+                best is None or len(prefix) > len(best.path)):
+            best = api
+    return best
+
+
+def _match_operation(operations: list[tuple[str, str, str]], method: str, path: str) -> dict[str, str] | None:
+    """The template values of the first operation whose method and URL template match (None: no match)."""
+    for _name, op_method, template in operations:
+        if op_method != method:
+            continue
+        pattern = "^" + re.sub(r"\\\{([^}]+)\\\}", lambda m: f"(?P<{_group(m.group(1))}>[^/]+)",
+                               re.escape(template.split("?", 1)[0].rstrip("/") or "/")) + "/?$"
+        found = re.match(pattern, path)
+        if found:
+            names = re.findall(r"\{([^}]+)\}", template)
+            return {n: found.group(_group(n)) for n in names}
+    return None
+
+
+def _group(name: str) -> str:
+    return "p_" + re.sub(r"\W", "_", name)
+
+
+def _send(method: str, url: str, headers: dict[str, str], body: bytes, *, timeout: float) -> Response:
+    host = urlsplit(url).hostname or ""
+    if host not in LOOPBACK:
+        raise PolicyFailure(f"backend host '{host}' is not on this machine; the emulated gateway forwards only to "
+                            "loopback addresses")
+    request = urllib.request.Request(url, data=body if method not in ("GET", "HEAD") else None, method=method,
+                                     headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:  # loopback only, checked above
+            return Response(answer.status, answer.read(), _response_headers(answer.headers))
+    except urllib.error.HTTPError as answer:
+        return Response(answer.code, answer.read(), _response_headers(answer.headers))
+    except OSError as exc:
+        raise PolicyFailure(f"the backend {url} could not be reached ({exc})") from None
+
+
+def _response_headers(headers: Any) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
+
+
+# -- policy expressions: only the forms apimsync's templates use ----------------------------------------------
+
+_VARIABLE = re.compile(r'^(?:\(string\))?context\.Variables(?:\["([^"]+)"\]|\.GetValueOrDefault<string>\("([^"]+)"\))$')
+_RESPONSE_FIELD = re.compile(
+    r'^(?:\(string\))?\(\(IResponse\)context\.Variables\["([^"]+)"\]\)\.Body\.As<JObject>\(\)\["([^"]+)"\]'
+    r'(?:\.ToString\(\))?$')
+_CONTAINS = re.compile(r'^(!)?context\.Variables\.ContainsKey\("([^"]+)"\)$')
+_STRING = re.compile(r'^"((?:[^"\\]|\\.)*)"$')
+
+
+def _evaluate(text: str, call: _Call) -> Any:
+    """A literal, or a policy expression ``@(...)`` of the forms the shipped templates use."""
+    stripped = text.strip()
+    if not stripped.startswith("@"):
+        return text
+    if not (stripped.startswith("@(") and stripped.endswith(")")):
+        raise PolicyFailure(f"policy expression {stripped!r} is not supported by the emulated gateway")
+    inner = stripped[2:-1].strip()
+    terms = [t.strip() for t in _split_plus(inner)]
+    values = [_term(t, call, stripped) for t in terms]
+    if len(values) == 1:
+        return values[0]
+    return "".join(str(v) for v in values)
+
+
+def _split_plus(expression: str) -> list[str]:
+    parts, depth, quoted, current = [], 0, False, ""
+    for ch in expression:
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted and ch in "([":
+            depth += 1
+        elif not quoted and ch in ")]":
+            depth -= 1
+        if ch == "+" and depth == 0 and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    return [*parts, current]
+
+
+def _term(term: str, call: _Call, whole: str) -> Any:
+    if _STRING.match(term):
+        return json.loads(term)
+    found = _VARIABLE.match(term)
+    if found:
+        name = found.group(1) or found.group(2)
+        return call.variables.get(name)
+    found = _CONTAINS.match(term)
+    if found:
+        return (found.group(2) in call.variables) != bool(found.group(1))
+    found = _RESPONSE_FIELD.match(term)
+    if found:
+        response = call.variables.get(found.group(1))
+        if not isinstance(response, Response):
+            raise PolicyFailure(f"variable '{found.group(1)}' is not a response")
+        try:
+            return json.loads(response.body.decode("utf-8"))[found.group(2)]
+        except (ValueError, KeyError, TypeError):
+            raise PolicyFailure(f"the response in '{found.group(1)}' has no JSON field '{found.group(2)}' "
+                                f"(status {response.status})") from None
+    raise PolicyFailure(f"policy expression {whole!r} is not supported by the emulated gateway")
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def activity_id() -> str:
+    return str(uuid.uuid4())
