@@ -143,11 +143,7 @@ def _upsert(apim: Apim, change: Change, update_strategy: str, done: list[str]) -
         etag = _recheck(apim, change)
         with_spec = "api" in change.writes
         if with_spec and update_strategy == "revision" and change.actual is not None:
-            apim.put_api(desired, with_spec=True, revision_of=change.actual)
-            revision = int(change.actual.revision) + 1
-            apim.put_policy(f"{desired.api_id};rev={revision}", desired.policy_xml)
-            apim.release(desired.api_id, revision)
-            done += ["api-revision", "policy", "release"]
+            _release_revision(apim, change, done)
         else:
             apim.put_api(desired, with_spec=with_spec, if_match=etag)
             done.append("api" if with_spec else "api-settings")
@@ -162,3 +158,27 @@ def _upsert(apim: Apim, change: Change, update_strategy: str, done: list[str]) -
         elif kind == "tag":
             apim.assign_tag(name, desired.api_id)
             done.append(write)
+
+
+REVISIONS_KEPT = 1  # non-current revisions kept after a release: the one before it, for a rollback in the portal
+
+
+def _release_revision(apim: Apim, change: Change, done: list[str]) -> None:
+    """Import the new spec into a new revision, give it the policy, release it, then set the API's name and
+    description (a non-current revision cannot change them), and delete revisions beyond the retention."""
+    desired, actual = change.desired, change.actual
+    assert desired is not None and actual is not None
+    existing = apim.revisions(desired.api_id)
+    revision = max([int(actual.revision), *(n for n, _ in existing)]) + 1
+    apim.put_api(desired, with_spec=True, revision_of=actual, revision=revision)
+    apim.put_policy(f"{desired.api_id};rev={revision}", desired.policy_xml)
+    apim.release(desired.api_id, revision)
+    done += ["api-revision", "policy", "release"]
+    s, a = desired.settings, actual.settings
+    if (s.display_name, s.description) != (a.display_name, a.description):
+        apim.put_api(desired, with_spec=False)
+        done.append("api-settings")
+    old = sorted((n for n, current in existing if not current and n != revision), reverse=True)
+    for number in [int(actual.revision), *old][REVISIONS_KEPT:]:
+        apim.delete_revision(desired.api_id, number)
+        done.append(f"delete-revision:{number}")

@@ -374,8 +374,9 @@ def _check(s: Settings) -> None:
         raise ConfigError(f"{o}: apim.polling_interval: must not be negative")
     names = [w.name for w in s.workspaces]
     for w in s.workspaces:
-        if not WORKSPACE_NAME.match(w.name):
-            raise ConfigError(f"{o}: workspaces: name '{w.name}' may only use letters, digits, '_', '.', '-'")
+        if not WORKSPACE_NAME.match(w.name) or len(w.name) > 64:
+            raise ConfigError(f"{o}: workspaces: name '{w.name}' may only use letters, digits, '_', '.', '-' "
+                              "(at most 64: it is part of each API's ownership marker)")
     if len(set(names)) != len(names):
         raise ConfigError(f"{o}: workspaces: names must be unique, got {', '.join(names)}")
     for key in ("api_id", "path", "display_name", "description"):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from apimsync.apply import Progress, apply_plan
 from apimsync.config import Settings, render_name, sanitize_api_id, sanitize_path
 from apimsync.errors import ApimsyncError, ConfigError
-from apimsync.model import ActualApi, ApiSettingsView, DesiredApi, short_hash
+from apimsync.model import MARKER_MAX, ActualApi, ApiSettingsView, DesiredApi, short_hash
 from apimsync.planner import Action, Failure, NamedValueChange, Plan, Skip, make_plan
 from apimsync.report import Report
 from apimsync.source import DatabricksSource, Endpoint, Fetched, select
@@ -180,6 +180,9 @@ class Engine:
                                    variables={**names, "api_id": api_id},
                                    served_model_routes=s.apis.served_model_routes and not ep.route_optimized)
             out = self.pipeline.run(spec, ctx)
+            # APIM takes info.title/description from an imported spec (and refuses to change them on a new
+            # revision): the spec says what the API's settings say, so an import never creates a drift
+            out["info"] = {**(out.get("info") or {}), "title": view.display_name, "description": view.description}
             stage = "lint"
             errors = [f for f in lint(out) if f.severity == "error"]
             if errors:
@@ -191,8 +194,12 @@ class Engine:
             policy = render_policy(self.policy_template, variables, origin=f"policy {s.policy.template}")
         except ApimsyncError as exc:
             return Failure(ep.workspace, ep.name, stage, str(exc))
-        return DesiredApi(api_id=api_id, workspace=ep.workspace, endpoint=ep.name, settings=view,
-                          spec_json=dump_spec(out), policy_xml=policy, products=s.apis.products, tags=s.apis.tags)
+        desired = DesiredApi(api_id=api_id, workspace=ep.workspace, endpoint=ep.name, settings=view,
+                             spec_json=dump_spec(out), policy_xml=policy, products=s.apis.products, tags=s.apis.tags)
+        if len(str(desired.marker)) > MARKER_MAX:
+            return Failure(ep.workspace, ep.name, "naming", f"the ownership marker would exceed APIM's {MARKER_MAX} "
+                                                            "characters (endpoint name too long)", api_id)
+        return desired
 
     def _actual(self, workspaces: list[str]) -> list[ActualApi]:
         """Every API in the service; owned ones (from these workspaces) with their policy and links."""

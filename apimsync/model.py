@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MARKER_PREFIX = "apimsync:1"
+MARKER_MAX = 256  # apiRevisionDescription: maxLength 256 (definitions.json, ApiRevisionContract)
 _MARKER_FIELD = re.compile(r"(\w+)=(\S+)")
 
 

@@ -205,11 +205,15 @@ class Apim:
     # -- reads -----------------------------------------------------------------------------------
 
     def list_apis(self) -> list[ActualApi]:
-        """Every current API in the service (owned or not), without policies."""
+        """Every API in the service (owned or not), current revisions only, without policies.
+
+        The listing returns non-current revisions too (``<id>;rev=N``); ``isCurrent eq true`` is the contract's
+        filter for that (apimapis.json, Api_ListByService), and a ``;rev=`` id is skipped should one slip through.
+        """
 
         def run() -> list[ActualApi]:
-            listed = self.client.api.list_by_service(self.rg, self.svc)
-            return [api_from_arm(str(a.name), _props(a)) for a in listed]
+            listed = self.client.api.list_by_service(self.rg, self.svc, filter="isCurrent eq true")
+            return [api_from_arm(str(a.name), _props(a)) for a in listed if ";rev=" not in str(a.name)]
 
         return self._call(f"listing APIs of {self.svc}", run)
 
@@ -242,13 +246,17 @@ class Apim:
             str(a.name) for a in self.client.product_api.list_by_product(self.rg, self.svc, product)})
 
     def tag_links(self) -> dict[str, set[str]]:
-        """API ids per tag name, from one paged apisByTags listing."""
+        """API ids per tag id, from one paged apisByTags listing.
+
+        In that listing ``name`` is a display name; the ids are ``tag.id`` (``/tags/{tagId}``) and ``api.id``
+        (``/apis/{apiId}``): ApiManagementListApisByTags.json, definitions.json ApiTagResourceContractProperties.
+        """
 
         def run() -> dict[str, set[str]]:
             links: dict[str, set[str]] = {}
-            for item in self.client.api.list_by_tags(self.rg, self.svc):
-                if item.tag is not None and item.api is not None:
-                    links.setdefault(str(item.tag.name), set()).add(str(item.api.name))
+            for item in self.client.api.list_by_tags(self.rg, self.svc, filter="isCurrent eq true"):
+                if item.tag is not None and item.api is not None and item.tag.id and item.api.id:
+                    links.setdefault(_last_segment(item.tag.id), set()).add(_last_segment(item.api.id))
             return links
 
         return self._call(f"listing API tags of {self.svc}", run)
@@ -285,10 +293,11 @@ class Apim:
     # -- writes ----------------------------------------------------------------------------------
 
     def put_api(self, api: DesiredApi, *, with_spec: bool, if_match: str | None = None,
-                revision_of: ActualApi | None = None) -> None:
+                revision_of: ActualApi | None = None, revision: int = 0) -> None:
         """Create or update an API. ``with_spec`` imports the spec; else only its settings change.
 
-        ``revision_of``: import into a new revision of that API (made current by :meth:`release`).
+        ``revision_of``: import into new revision number ``revision`` of that API (made current by
+        :meth:`release`).
         """
         from azure.mgmt.apimanagement.models import ApiCreateOrUpdateParameter
 
@@ -302,8 +311,17 @@ class Apim:
             params.update(format="openapi+json", value=api.spec_json)
         api_id = api.api_id
         if revision_of is not None:
-            api_id = f"{api.api_id};rev={int(revision_of.revision) + 1}"
+            # a new revision keeps the API's name and description ("Can't change property Name for non-current
+            # revision"); they are set on the current API after the release
+            api_id = f"{api.api_id};rev={revision}"
             params["source_api_id"] = f"{self.service_id}/apis/{api.api_id}"
+            params.update(display_name=revision_of.settings.display_name,
+                          description=revision_of.settings.description)
+            if with_spec:
+                spec = json.loads(api.spec_json)
+                spec["info"] = {**spec.get("info", {}), "title": revision_of.settings.display_name,
+                                "description": revision_of.settings.description}
+                params["value"] = json.dumps(spec, separators=(",", ":"))
         body = ApiCreateOrUpdateParameter(**params)
         self._call(f"writing API {api_id}", lambda: self.client.api.begin_create_or_update(
             self.rg, self.svc, api_id, body, if_match=if_match, polling=self._poller()).result())
@@ -316,6 +334,17 @@ class Apim:
         self._call(f"releasing revision {revision} of API {api_id}", lambda: self.client.api_release.create_or_update(
             self.rg, self.svc, api_id, f"apimsync-rev{revision}", body))
 
+    def revisions(self, api_id: str) -> list[tuple[int, bool]]:
+        """(revision number, is current) of every revision of an API."""
+        return self._call(f"listing revisions of API {api_id}", lambda: [
+            (int(r.api_revision or 0), bool(r.is_current)) for r in self.client.api_revision.list_by_service(
+                self.rg, self.svc, api_id)])
+
+    def delete_revision(self, api_id: str, revision: int) -> None:
+        """Delete one non-current revision (never the API: ``deleteRevisions`` stays off)."""
+        self._call(f"deleting revision {revision} of API {api_id}", lambda: self.client.api.begin_delete(
+            self.rg, self.svc, f"{api_id};rev={revision}", if_match="*", polling=self._poller()).result())
+
     def put_policy(self, api_id: str, xml: str) -> None:
         from azure.mgmt.apimanagement.models import PolicyContract
 
@@ -327,10 +356,17 @@ class Apim:
             self.rg, self.svc, product, api_id))
 
     def ensure_tag(self, tag: str) -> None:
+        """Create the tag when it does not exist; an existing (maybe shared) tag keeps its display name."""
+        from azure.core.exceptions import ResourceNotFoundError
         from azure.mgmt.apimanagement.models import TagCreateUpdateParameters
 
-        self._call(f"creating tag {tag}", lambda: self.client.tag.create_or_update(
-            self.rg, self.svc, tag, TagCreateUpdateParameters(display_name=tag)))
+        def run() -> None:
+            try:
+                self.client.tag.get(self.rg, self.svc, tag)
+            except ResourceNotFoundError:
+                self.client.tag.create_or_update(self.rg, self.svc, tag, TagCreateUpdateParameters(display_name=tag))
+
+        self._call(f"creating tag {tag}", run)
 
     def assign_tag(self, tag: str, api_id: str) -> None:
         self._call(f"tagging API {api_id} with {tag}", lambda: self.client.tag.assign_to_api(
@@ -415,6 +451,10 @@ def _props(contract: Any) -> dict[str, Any]:
         "protocols": [str(p.value if hasattr(p, "value") else p) for p in (contract.protocols or [])],
         "apiRevision": contract.api_revision, "apiRevisionDescription": contract.api_revision_description,
     }
+
+
+def _last_segment(resource_id: str) -> str:
+    return str(resource_id).rstrip("/").rsplit("/", 1)[-1]
 
 
 def _parse_time(text: Any) -> datetime | None:

@@ -317,16 +317,19 @@ class ApimEmulator:
         return response
 
     def _take_token(self, kind: str) -> dict[str, str]:
+        """Take a token of the 2024 bucket model (Learn, "Understand how Azure Resource Manager throttles
+        requests": per subscription reads 250 + 25/s, writes and deletes 200 + 10/s; global subscription limits
+        are 15 times those). The remaining counts go out as ``x-ms-ratelimit-remaining-subscription-{kind}`` and
+        ``...-subscription-global-{kind}`` (the latter as seen in azure-powershell's Invoke-AzRestMethod help)."""
         header = f"x-ms-ratelimit-remaining-subscription-{kind}"
-        if not self.throttle.enabled:
-            with self._lock:
-                self._stats[kind] += 1
-            return {header: "11999"}
         granted, remaining, wait = self._buckets[kind].take()
+        if not self.throttle.enabled:  # counted and reported, never refused
+            granted = True
         with self._lock:
             self._stats[kind if granted else "throttled"] += 1
         if granted:
-            return {header: str(remaining)}
+            return {header: str(remaining), f"x-ms-ratelimit-remaining-subscription-global-{kind}":
+                    str(int(15 * self._buckets[kind].capacity) - int(self._buckets[kind].capacity) + remaining)}
         real_wait = max(wait, 0.001)
         raise _Throttled(real_wait * self.time_scale, real_wait, header)
 
@@ -452,7 +455,15 @@ class ApimEmulator:
         return Response.json(200, body)
 
     def _list_apis(self) -> list[dict[str, Any]]:
-        return [self._api_body(api_id) for api_id in sorted(self._state["apis"])]
+        """Every revision of every API, as Azure lists them (non-current ones as ``<id>;rev=N``, isCurrent false:
+        api-management-developer-portal filters with ``isCurrent eq true`` for that reason, issues #645/#737)."""
+        out = []
+        for api_id in sorted(self._state["apis"]):
+            entry = self._state["apis"][api_id]
+            out.append(self._api_body(api_id))
+            out += [self._api_body(api_id, rev) for rev in sorted(entry["revisions"], key=int)
+                    if rev != entry["current"]]
+        return out
 
     # -- APIs ---------------------------------------------------------------------------------------------------
 
@@ -554,7 +565,8 @@ class ApimEmulator:
     def _validate_props(self, props: dict[str, Any], *, partial: bool, base: str) -> None:
         if not API_ID.match(base) or len(base) > 256:
             raise ArmError(400, "ValidationError", f"API identifier '{base}' is invalid.")
-        limits = {"displayName": (1, 300), "path": (0, 400), "serviceUrl": (0, 2000), "description": (0, 10**6)}
+        limits = {"displayName": (1, 300), "path": (0, 400), "serviceUrl": (0, 2000), "description": (0, 10**6),
+                  "apiRevisionDescription": (0, 256)}  # definitions.json: ApiRevisionContract maxLength 256
         for key, (low, high) in limits.items():
             if key in props and props[key] is not None and not low <= len(str(props[key])) <= high:
                 raise ArmError(400, "ValidationError", f"Property '{key}' must be {low}-{high} characters long.")
@@ -605,6 +617,12 @@ class ApimEmulator:
             new_props.update({k: v for k, v in (("displayName", imported.title), ("description", imported.description),
                                                 ("serviceUrl", imported.service_url)) if v})
         new_props.update({k: v for k, v in props.items() if k in _API_PROPS and v is not None})
+        if source is not None:
+            # "Can't change property Name for non-current revision" (azure-powershell#9270; Description:
+            # apiops#285): a new revision keeps its API's name and description, whatever the spec says
+            for key, label in (("displayName", "Name"), ("description", "Description")):
+                if new_props.get(key) != source["props"].get(key):
+                    raise ArmError(400, "ValidationError", f"Can't change property {label} for non-current revision")
         new_props.setdefault("displayName", base)
         new_props.setdefault("protocols", ["https"])
         new_props.setdefault("subscriptionRequired", True)
@@ -835,6 +853,8 @@ class ApimEmulator:
             value = props.get("value")
             if not key_vault and (not isinstance(value, str) or not value.strip() or len(value) > 4096):
                 raise ArmError(400, "ValidationError", "Property 'value' is required (1-4096 characters).")
+            if len(props.get("tags") or []) > 32:  # NamedValueEntityBaseParameters.tags: maxItems 32
+                raise ArmError(400, "ValidationError", "A named value has at most 32 tags.")
             if nv_id in nvs:
                 self._check_if_match(request, nvs[nv_id]["etag"], required=False)
             elif request.headers.get("if-match") not in (None, "*"):
@@ -842,7 +862,7 @@ class ApimEmulator:
             created = nv_id not in nvs
             etag = self._etag()
             record = {"displayName": display, "value": None if key_vault else value,
-                      "secret": bool(props.get("secret")), "tags": list(props.get("tags") or [])[:32],
+                      "secret": bool(props.get("secret")), "tags": list(props.get("tags") or []),
                       "keyVault": {k: v for k, v in (key_vault or {}).items() if k in (
                           "secretIdentifier", "identityClientId")} or None, "etag": etag}
 
@@ -870,8 +890,14 @@ class ApimEmulator:
             return Response.json(200, self._tag_body(tag_id), {"ETag": tags[tag_id]["etag"]})
         if request.method == "PUT":
             props = (request.json() or {}).get("properties") or {}
+            display = props.get("displayName")
+            if not API_ID.match(tag_id) or len(tag_id) > 80:
+                raise ArmError(400, "ValidationError", f"Tag identifier '{tag_id}' is invalid (1-80 characters, "
+                                                       "none of *#&+:<>?).")
+            if not isinstance(display, str) or not 1 <= len(display) <= 160:
+                raise ArmError(400, "ValidationError", "Property 'displayName' is required (1-160 characters).")
             created = tag_id not in tags
-            tags[tag_id] = {"displayName": props.get("displayName") or tag_id, "etag": self._etag()}
+            tags[tag_id] = {"displayName": display, "etag": self._etag()}
             self._save()
             return Response.json(201 if created else 200, self._tag_body(tag_id), {"ETag": tags[tag_id]["etag"]})
         if request.method == "DELETE":
@@ -914,11 +940,12 @@ class ApimEmulator:
         for base, tags in sorted(self._state["api_tags"].items()):
             if base not in self._state["apis"]:
                 continue
-            api = self._api_body(base)
+            props = self._api_body(base)["properties"]
             for tag in tags:
-                out.append({"tag": {"id": self.arm_id("tags", tag), "name": tag},
-                            "api": {"id": api["id"], "name": base, **{k: api["properties"].get(k) for k in (
-                                "apiRevision", "serviceUrl", "path", "isCurrent", "displayName")}}})
+                # ApiManagementListApisByTags.json: ids in the short form, *display names* in "name"
+                out.append({"tag": {"id": f"/tags/{tag}", "name": self._state["tags"][tag]["displayName"]},
+                            "api": {"id": f"/apis/{base}", "name": props["displayName"],
+                                    **{k: props.get(k) for k in ("apiRevision", "serviceUrl", "path", "isCurrent")}}})
         return out
 
     def _product_body(self, pid: str) -> dict[str, Any]:
@@ -1023,4 +1050,5 @@ def _filter(items: list[dict[str, Any]], expression: str | None) -> list[dict[st
 
 
 def _field(item: dict[str, Any], name: str) -> Any:
-    return item.get("name") if name == "name" else (item.get("properties") or {}).get(name)
+    # apisByTags items carry the API's fields under "api" (TagResourceContract), the others under "properties"
+    return item.get("name") if name == "name" else (item.get("properties") or item.get("api") or {}).get(name)

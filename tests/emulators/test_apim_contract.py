@@ -183,9 +183,11 @@ def test_policies_are_checked_and_reserialised(emu: ApimEmulator) -> None:
 def test_tags_products_revisions_and_releases(emu: ApimEmulator) -> None:
     c, rg, svc = emu.client(), emu.RESOURCE_GROUP, emu.SERVICE
     create(emu)
-    c.tag.create_or_update(rg, svc, "ml", TagCreateUpdateParameters(display_name="ml"))
+    c.tag.create_or_update(rg, svc, "ml", TagCreateUpdateParameters(display_name="Machine learning"))
     c.tag.assign_to_api(rg, svc, "echo", "ml")
-    assert [(t.tag.name, t.api.name) for t in c.api.list_by_tags(rg, svc)] == [("ml", "echo")]
+    # ApiManagementListApisByTags.json: ids are "/tags/{tagId}" and "/apis/{apiId}"; "name" is the display name
+    assert [(t.tag.id, t.tag.name, t.api.id, t.api.name) for t in c.api.list_by_tags(rg, svc)] == [
+        ("/tags/ml", "Machine learning", "/apis/echo", c.api.get(rg, svc, "echo").display_name)]
     c.product_api.create_or_update(rg, svc, "starter", "echo")
     assert [a.name for a in c.product_api.list_by_product(rg, svc, "starter")] == ["echo"]
     rev = c.api.begin_create_or_update(rg, svc, "echo;rev=2", ApiCreateOrUpdateParameter(
@@ -197,6 +199,38 @@ def test_tags_products_revisions_and_releases(emu: ApimEmulator) -> None:
         api_id=emu.arm_id("apis", "echo") + ";rev=2", notes="go"))
     current = c.api.get(rg, svc, "echo")
     assert current.api_revision == "2" and current.api_revision_description == "second"
+    # the listing returns every revision, as Azure does; isCurrent eq true (Api_ListByService $filter) the current
+    assert sorted(a.name for a in c.api.list_by_service(rg, svc)) == ["echo", "echo;rev=1"]
+    assert [a.name for a in c.api.list_by_service(rg, svc, filter="isCurrent eq true")] == ["echo"]
+
+
+def test_a_new_revision_cannot_change_name_or_description(emu: ApimEmulator) -> None:
+    """"Can't change property Name for non-current revision" (azure-powershell#9270; Description: apiops#285):
+    also when the imported spec's info.title says otherwise, since APIM takes the name from the spec."""
+    c, rg, svc = emu.client(), emu.RESOURCE_GROUP, emu.SERVICE
+    create(emu)
+    for change in ({"display_name": "Renamed"}, {"value": json.dumps({**SPEC, "info": {**SPEC["info"],
+                                                                                      "title": "Other"}})}):
+        with pytest.raises(HttpResponseError, match="non-current revision"):
+            c.api.begin_create_or_update(rg, svc, "echo;rev=2", ApiCreateOrUpdateParameter(**{
+                "source_api_id": emu.arm_id("apis", "echo"), "format": "openapi+json", "value": json.dumps(SPEC),
+                "path": "echo", **change}), polling=poll()).result()
+
+
+def test_limits_azure_enforces(emu: ApimEmulator) -> None:
+    """definitions.json: apiRevisionDescription maxLength 256; TagIdParameter 1-80, no *#&+:<>?; tag displayName
+    1-160; NamedValueEntityBaseParameters.tags maxItems 32."""
+    c, rg, svc = emu.client(), emu.RESOURCE_GROUP, emu.SERVICE
+    with pytest.raises(HttpResponseError, match="apiRevisionDescription"):
+        c.api.begin_create_or_update(rg, svc, "long", ApiCreateOrUpdateParameter(
+            path="long", display_name="Long", api_revision_description="x" * 257), polling=poll()).result()
+    with pytest.raises(HttpResponseError, match="Tag identifier"):
+        c.tag.create_or_update(rg, svc, "x" * 81, TagCreateUpdateParameters(display_name="x"))
+    with pytest.raises(HttpResponseError, match="displayName"):
+        c.tag.create_or_update(rg, svc, "ok", TagCreateUpdateParameters(display_name="y" * 161))
+    with pytest.raises(HttpResponseError, match="32 tags"):
+        c.named_value.begin_create_or_update(rg, svc, "nv", NamedValueCreateContract(
+            display_name="nv", value="v", tags=[f"t{i}" for i in range(33)]), polling=poll()).result()
 
 
 def test_throttling_headers_and_sdk_retry() -> None:
@@ -207,7 +241,10 @@ def test_throttling_headers_and_sdk_retry() -> None:
         assert throttled, "the write bucket of 2 is exhausted"
         assert throttled[0].json()["error"]["code"] == "SubscriptionRequestsThrottled"
         assert int(throttled[0].headers["Retry-After"]) >= 1 and int(throttled[0].headers["retry-after-ms"]) > 0
+        # the 2024 token-bucket model's counters (Learn, "Understand how Azure Resource Manager throttles
+        # requests"; the global counter is 15 times the subscription bucket)
         assert statuses[0].headers["x-ms-ratelimit-remaining-subscription-writes"] == "1"
+        assert statuses[0].headers["x-ms-ratelimit-remaining-subscription-global-writes"] == str(15 * 2 - 2 + 1)
         c = emu.client(retry_total=5)
         c.tag.create_or_update(emu.RESOURCE_GROUP, emu.SERVICE, "later", TagCreateUpdateParameters(display_name="x"))
         assert emu.stats()["throttled"] >= len(throttled)

@@ -6,6 +6,8 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
+import requests
+from azure.mgmt.apimanagement.models import TagCreateUpdateParameters
 
 from apimsync.emulators.sandbox import DEMO_TOKEN, DEMO_TOKEN_ENV, Sandbox
 from apimsync.planner import Action
@@ -65,7 +67,8 @@ def test_spec_change_updates_only_that_api(sandbox: Sandbox) -> None:
     sandbox.engine().sync()
     name = next(n for n in sandbox.databricks.endpoint_names() if "chat" in n or "custom" in n)
     spec = json.loads(sandbox.workspace_client().serving_endpoints.get_open_api(name).contents.read())
-    spec["info"]["description"] = "a new model version"
+    for item in spec["paths"].values():  # the model's signature changed
+        item["post"]["requestBody"]["content"]["application/json"]["schema"]["description"] = "a new version"
     sandbox.databricks.set_spec(name, spec)
     report = sandbox.engine().sync()
     changed = [c for c in report.plan.changes if c.action is not Action.NOOP]
@@ -78,7 +81,8 @@ def test_settings_change_and_drift_are_repaired(sandbox: Sandbox) -> None:
     settings = sandbox.settings(naming={"display_name": "Model {endpoint}"})
     report = sandbox.engine(settings).sync()
     assert report.ok
-    assert all("settings changed" in c.reasons[0] for c in report.plan.changes if c.action is Action.UPDATE)
+    # the spec's info.title carries the display name too (APIM takes it from the spec on import)
+    assert all("settings changed" in " ".join(c.reasons) for c in report.plan.changes if c.action is Action.UPDATE)
     # someone edits an API's display name in the portal: the next sync repairs it
     client = sandbox.apim.client()
     rg, svc = sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
@@ -179,7 +183,8 @@ def test_revision_strategy_releases_a_new_revision(sandbox: Sandbox) -> None:
     sandbox.engine(settings).sync()
     name = sandbox.databricks.endpoint_names()[0]
     spec = json.loads(sandbox.workspace_client().serving_endpoints.get_open_api(name).contents.read())
-    spec["info"]["description"] = "v2"
+    for item in spec["paths"].values():  # the model's signature changed
+        item["post"]["requestBody"]["content"]["application/json"]["schema"]["description"] = "v2"
     sandbox.databricks.set_spec(name, spec)
     report = sandbox.engine(settings).sync()
     assert report.ok, report.failed
@@ -192,6 +197,59 @@ def test_revision_strategy_releases_a_new_revision(sandbox: Sandbox) -> None:
     assert not sandbox.engine(settings).plan().has_changes
 
 
+def test_revision_strategy_keeps_working_across_releases_and_renames(sandbox: Sandbox) -> None:
+    """Azure lists old revisions beside the current one: they must not count as a second owned API on the same
+    path, the new revision cannot change the name ("Can't change property Name for non-current revision"), and
+    revisions beyond the retention (one) are deleted."""
+    settings = sandbox.settings(update_strategy="revision")
+    assert sandbox.engine(settings).sync().ok
+    name = "churn-classifier"
+    rg, svc, client = sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE, sandbox.apim.client()
+    for version in range(2, 5):
+        spec = json.loads(sandbox.workspace_client().serving_endpoints.get_open_api(name).contents.read())
+        post = spec["paths"]["/served-models/churn_classifier-3/invocations"]["post"]
+        post["requestBody"]["content"]["application/json"]["schema"]["description"] = f"v{version}"
+        sandbox.databricks.set_spec(name, spec)
+        renamed = sandbox.settings(update_strategy="revision", naming={"display_name": f"{{endpoint}} v{version}"})
+        report = sandbox.engine(renamed).sync()
+        assert report.ok, report.failed
+        api = client.api.get(rg, svc, f"dbx-{name}")
+        assert (api.api_revision, api.display_name) == (str(version), f"{name} v{version}")
+        revisions = sorted(int(r.api_revision) for r in client.api_revision.list_by_service(rg, svc, f"dbx-{name}"))
+        assert revisions == [version - 1, version], "the current one and one before it"
+        assert not sandbox.engine(renamed).plan().has_changes
+    answer = requests.post(f"{sandbox.apim.gateway_url}/serving/{name}/invocations", verify=str(sandbox.apim.ca_file),
+                           headers={"Ocp-Apim-Subscription-Key": sandbox.apim.subscription_key}, timeout=30,
+                           json={"dataframe_records": [{"age": 1, "tenure_months": 2.0, "plan": "x", "extras": {}}]})
+    assert answer.status_code == 200, "the released revision is what the gateway serves"
+
+
+def test_one_spec_change_in_place_costs_one_write_and_converges(sandbox: Sandbox) -> None:
+    """APIM takes info.title/description from an imported spec: the spec carries the API's own name and
+    description, so a re-import leaves nothing for the next run to repair."""
+    assert sandbox.engine().sync().ok
+    spec = json.loads(sandbox.workspace_client().serving_endpoints.get_open_api("openai-chat").contents.read())
+    spec["info"] = {"title": "A title from Databricks", "description": "A description from Databricks",
+                    "version": "7"}
+    sandbox.databricks.set_spec("openai-chat", spec)
+    sandbox.apim.reset_stats()
+    report = sandbox.engine().sync()
+    assert [(o.api_id, o.writes) for o in report.outcomes] == [("dbx-openai-chat", ("api",))]
+    stats = sandbox.apim.stats()
+    assert (stats["writes"], stats["deletes"]) == (1 + 1, 1), "the API import; the lock taken and released"
+    api = sandbox.apim.client().api.get(sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE, "dbx-openai-chat")
+    assert api.display_name == "openai-chat"
+    sandbox.apim.reset_stats()
+    assert not sandbox.engine().sync().plan.has_changes and sandbox.apim.stats()["writes"] == 0
+
+
+def test_a_shared_tag_keeps_its_display_name(sandbox: Sandbox) -> None:
+    client, rg, svc = sandbox.apim.client(), sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
+    client.tag.create_or_update(rg, svc, "ml-serving", TagCreateUpdateParameters(display_name="ML serving (team X)"))
+    assert sandbox.engine(sandbox.settings(apis={"tags": ["ml-serving"]})).sync().ok
+    assert client.tag.get(rg, svc, "ml-serving").display_name == "ML serving (team X)"
+
+
 def test_products_and_tags_are_linked_once(sandbox: Sandbox) -> None:
     settings = sandbox.settings(apis={"products": ["starter"], "tags": ["ml-serving"]})
     report = sandbox.engine(settings).sync()
@@ -201,7 +259,7 @@ def test_products_and_tags_are_linked_once(sandbox: Sandbox) -> None:
     client = sandbox.apim.client()
     rg, svc = sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
     in_product = {a.name for a in client.product_api.list_by_product(rg, svc, "starter")}
-    tagged = {t.api.name for t in client.api.list_by_tags(rg, svc) if t.tag.name == "ml-serving"}
+    tagged = {t.api.id.rsplit("/", 1)[-1] for t in client.api.list_by_tags(rg, svc) if t.tag.id == "/tags/ml-serving"}
     assert in_product == tagged == {o.api_id for o in created}
     sandbox.apim.reset_stats()
     again = sandbox.engine(settings).sync()

@@ -129,3 +129,15 @@ def test_sanitized_paths_follow_apim_rules(raw: str) -> None:
     assert not path.startswith("/") and not path.endswith("/") and len(path) <= 400
     assert re.fullmatch(r"[A-Za-z0-9._~/-]+", path)
     assert sanitize_path(path) == path
+
+
+def test_the_longest_valid_names_keep_the_marker_within_apims_limit() -> None:
+    """apiRevisionDescription is at most 256 characters (definitions.json); the marker holds the workspace name
+    (at most 64, checked here) and the endpoint name (Databricks: at most 63)."""
+    from apimsync.model import MARKER_MAX, Marker
+
+    longest = Marker("w" * 64, "e" * 63, "0" * 12, "1" * 12)
+    assert len(str(longest)) <= MARKER_MAX and Marker.parse(str(longest)) == longest
+    with pytest.raises(ConfigError, match="at most 64"):
+        settings_from_mapping({"apim": {"subscription_id": "s", "resource_group": "r", "service": "svc"},
+                               "workspaces": [{"name": "w" * 65}]})
