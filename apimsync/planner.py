@@ -19,6 +19,7 @@ from typing import Any
 from apimsync import html
 from apimsync.model import ActualApi, DesiredApi
 from apimsync.secrets import Secret
+from apimsync.text import printable
 
 FORMAT_VERSION = 1
 
@@ -153,7 +154,7 @@ class Plan:
         for w in self.withheld:
             lines.append(f"  ! {w}")
         lines += ["", self.summary]
-        return "\n".join(lines)
+        return "\n".join(printable(line) for line in lines)
 
     def _repr_html_(self) -> str:
         rows = [(c.action.value, c.api_id, f"{c.workspace}/{c.endpoint}" if c.endpoint else "", "; ".join(c.reasons))

@@ -27,19 +27,37 @@ def load_template(name_or_path: str) -> tuple[str, Path]:
         raise PolicyError(f"policy template '{name_or_path}' not found") from None
 
 
+# Values are data: escaped for both quote styles, and APIM's named-value braces become character references, so an
+# endpoint named "x{{other-secret}}" can neither read a named value nor break out of an attribute.
+_VALUE_ESCAPES = {'"': "&quot;", "'": "&apos;", "{": "&#123;", "}": "&#125;"}
+
+
 def render_policy(template: str, variables: Mapping[str, str], *, origin: str = "policy") -> str:
-    """Substitute ``${var}`` (values XML-escaped), drop the template's comments, and check the result is a
-    well-formed <policies> document."""
+    """Substitute ``${var}`` (values escaped), drop the template's comments, and check the result is a
+    well-formed <policies> document with the template's own elements and attributes."""
+    body = COMMENT.sub("", template).strip() + "\n"
     try:
-        escaped = {k: escape(str(v), {'"': "&quot;"}) for k, v in variables.items()}
-        xml = string.Template(COMMENT.sub("", template).strip() + "\n").substitute(escaped)
+        escaped = {k: escape(str(v), _VALUE_ESCAPES) for k, v in variables.items()}
+        xml = string.Template(body).substitute(escaped)
+        reference = string.Template(body).substitute({k: "v" for k in variables})
     except KeyError as exc:
         raise PolicyError(f"{origin}: unknown variable ${{{exc.args[0]}}} "
                           f"(known: {', '.join(sorted(variables))})") from None
     except ValueError as exc:
         raise PolicyError(f"{origin}: {exc}") from None
     check_policy(xml, origin=origin)
+    if _shape(xml) != _shape(reference):
+        raise PolicyError(f"{origin}: a variable's value changed the policy's structure")
     return xml
+
+
+def _shape(xml: str) -> list[tuple[str, tuple[str, ...]]]:
+    """Elements and attribute names in document order: what a value must never change."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return []
+    return [(el.tag, tuple(sorted(el.attrib))) for el in root.iter()]
 
 
 def check_policy(xml: str, *, origin: str = "policy") -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from apimsync import html
 from apimsync.apply import Outcome
 from apimsync.planner import Action, Plan
+from apimsync.text import printable
 
 
 @dataclass
@@ -63,7 +64,7 @@ class Report:
         lines = [str(self.plan), ""]
         for o in sorted((*self.named_values, *self.outcomes), key=lambda o: (o.ok, o.api_id)):
             status = "ok" if o.ok else f"FAILED: {o.error}"
-            lines.append(f"  {o.action.value:7} {o.api_id} ({o.seconds:.2f}s) {status}")
+            lines.append(printable(f"  {o.action.value:7} {o.api_id} ({o.seconds:.2f}s) {status}"))
         lines += ["", self.summary]
         return "\n".join(lines)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from apimsync.__about__ import __version__
 from apimsync.config import Selection, Workspace
@@ -17,6 +19,8 @@ if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
 
 log = logging.getLogger(__name__)
+# "alphanumeric characters, dashes, and underscores" (the serving UI's rule for endpoint names)
+ENDPOINT_NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -127,12 +131,16 @@ class DatabricksSource:
 
         from apimsync.spec import load_spec
 
+        if not ENDPOINT_NAME.fullmatch(endpoint.name):
+            return Fetched(endpoint, error="the name is outside Databricks' endpoint name characters (letters, digits, "
+                                           "'-', '_'); refused before it reaches a URL")
+        name = quote(endpoint.name, safe="")  # a name is data: never a path of its own
         try:
-            detail = self.client.api_client.do("GET", f"/api/2.0/serving-endpoints/{endpoint.name}")
+            detail = self.client.api_client.do("GET", f"/api/2.0/serving-endpoints/{name}")
             if isinstance(detail, dict):
                 endpoint = Endpoint.from_api(endpoint.workspace, endpoint.host, {**detail, "tags": detail.get(
                     "tags") or [{"key": k, "value": v} for k, v in endpoint.tags.items()]})
-            raw = self.client.serving_endpoints.get_open_api(endpoint.name).contents
+            raw = self.client.serving_endpoints.get_open_api(name).contents
             body = raw.read() if raw is not None else b""
         except DatabricksError as exc:
             status = _status_of(exc)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from apimsync import html
+from apimsync.text import printable
 
 DIAGNOSES = {
     "ok": "the model answered",
@@ -91,7 +92,7 @@ class VerifyReport:
             if not c.ok:
                 line += f"\n        {c.diagnosis}: {DIAGNOSES[c.diagnosis]}" + (f" ({c.detail})" if c.detail else "")
             lines.append(line)
-        return "\n".join([*lines, "", self.summary])
+        return "\n".join(printable(line) for line in [*lines, "", self.summary])
 
     def _repr_html_(self) -> str:
         rows = [("ok" if c.ok else "failed", c.api_id, str(c.status or ""), f"{c.seconds * 1000:.0f} ms",

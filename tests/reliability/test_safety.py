@@ -205,3 +205,21 @@ def test_load_2000_endpoints_under_throttling_and_5xx() -> None:
         assert len(api_ids(box)) == 2000
         assert not box.engine(settings).plan().has_changes
         assert box.apim.stats()["errors"] > 0
+
+
+@pytest.mark.parametrize("name", ["../../2.0/serving-endpoints/churn-classifier", "churn-classifier?x=1",
+                                  "../../outside", "a b"])
+def test_a_name_never_becomes_a_path_of_its_own(sandbox: Sandbox, name: str) -> None:
+    """A workspace is untrusted input: a name outside Databricks' characters fails that endpoint, with a reason,
+    before any URL is built from it; the endpoint it imitates is published as usual."""
+    item, spec = sandbox.databricks.endpoint_and_spec("openai-chat")
+    assert item is not None
+    sandbox.databricks.put_endpoint({**item, "name": name}, spec)
+    before = sandbox.databricks.stats()["by_route"]
+    report = sandbox.engine().sync()
+    (failure,) = report.plan.failures
+    assert failure.endpoint == name and "refused before it reaches a URL" in failure.message
+    assert len(api_ids(sandbox)) == READY, "every other endpoint is published"
+    after = sandbox.databricks.stats()["by_route"]
+    fetched = READY + 2  # route-optimized and no-signature endpoints are fetched, then skipped
+    assert after["get"] - before["get"] == after["openapi"] - before["openapi"] == fetched, "none for the hostile"

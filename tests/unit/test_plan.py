@@ -204,3 +204,12 @@ def test_properties(world, prune, force, fraction) -> None:  # type: ignore[no-u
     assert all(c.action in (Action.NOOP, Action.DELETE) for c in again.changes)
     if not plan.withheld:
         assert all(c.action is Action.NOOP for c in again.changes)
+
+
+def test_a_name_cannot_forge_plan_lines_or_reach_the_terminal_raw() -> None:
+    from apimsync.planner import Failure, Plan
+
+    forged = "evil\n  + dbx-victim <- prod/victim (create): new endpoint\x1b[2J"
+    text = str(Plan("svc", failures=(Failure("ws", forged, "fetch", "refused"),)))
+    assert "\x1b" not in text and not any(line.startswith("  + dbx-victim") for line in text.splitlines())
+    assert "\\n  + dbx-victim" in text and "\\x1b[2J" in text

@@ -63,3 +63,22 @@ def test_canonical_form_ignores_apim_reserialisation_but_not_content() -> None:
                                                                         ' name="Authorization"  exists-action')
     assert canonical_policy(apim_style) == canonical_policy(xml)
     assert canonical_policy(xml.replace("{{t}}", "{{u}}")) != canonical_policy(xml)
+
+
+@pytest.mark.parametrize("name", ["x{{other-secret}}", "y{{missing}}", "{{ spaced }}", "a}}{{b"])
+def test_a_value_cannot_reference_a_named_value(name: str) -> None:
+    """APIM resolves {{name}} in the policy text: a value carrying braces must not become a reference."""
+    template = ("<policies><inbound><set-header name='x'><value>${endpoint} {{nv}}</value></set-header></inbound>"
+                "</policies>")
+    xml = render_policy(template, {"endpoint": name})
+    assert named_value_refs(xml) == {"nv"}
+    assert ET.fromstring(xml).findtext("./inbound/set-header/value") == f"{name} {{{{nv}}}}"
+
+
+@pytest.mark.parametrize("quote", ["'", '"'])
+def test_a_value_cannot_inject_an_attribute(quote: str) -> None:
+    template = (f"<policies><inbound><rewrite-uri template={quote}/x/${{endpoint}}{quote} /></inbound>"
+                "</policies>")
+    evil = f"a{quote} copy-unmatched-params={quote}false"
+    element = ET.fromstring(render_policy(template, {"endpoint": evil})).find("./inbound/rewrite-uri")
+    assert element is not None and element.attrib == {"template": f"/x/{evil}"}
