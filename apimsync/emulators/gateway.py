@@ -20,7 +20,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -368,7 +367,3 @@ def _term(term: str, call: _Call, whole: str) -> Any:
 
 def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
-
-
-def activity_id() -> str:
-    return str(uuid.uuid4())
