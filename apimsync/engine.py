@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
 
     from apimsync.transform import Pipeline
-    from apimsync.verify import VerifyReport
+    from apimsync.verify import Target, VerifyReport
 
 log = logging.getLogger(__name__)
 ROUTE_OPTIMIZED = ("route-optimized: it answers only on its own host and only to OAuth tokens of a service principal, "
@@ -253,23 +253,29 @@ class Engine:
     def verify(self, endpoints: Sequence[str] = (), *, gateway_url: str | None = None,
                subscription_key: str | None = None) -> VerifyReport:
         """Call every published API once through the gateway (or only those of ``endpoints``)."""
-        from apimsync.verify import Target, run_checks
+        from apimsync.verify import run_checks
+
+        targets = self.verify_targets(endpoints)
+        url = gateway_url or self.apim.gateway_url()
+        key = subscription_key or self.apim.subscription_key()
+        return run_checks(targets, gateway_url=url, key=key, ca_bundle=self.settings.apim.ca_bundle,
+                          workers=self.settings.concurrency, progress=self._progress)
+
+    def verify_targets(self, endpoints: Sequence[str] = ()) -> list[Target]:
+        """The APIs verify calls: every planned one (or those of ``endpoints``), with its published spec."""
+        from apimsync.verify import Target
 
         plan = self.plan(prune=False)
         unknown = sorted(set(endpoints) - {c.endpoint for c in plan.changes})
         if unknown:
             raise ConfigError(f"no API planned for endpoint(s) {', '.join(unknown)} (not selected, or failed: run "
                               "apimsync plan)")
-        targets = [
+        return [
             Target(c.endpoint or "", c.workspace or "", c.api_id,
                    c.actual.settings.path if c.actual else c.desired.settings.path,
                    json.loads(c.desired.spec_json) if c.actual is not None else None)
             for c in plan.changes
             if c.desired is not None and c.action is not Action.DELETE and (not endpoints or c.endpoint in endpoints)]
-        url = gateway_url or self.apim.gateway_url()
-        key = subscription_key or self.apim.subscription_key()
-        return run_checks(targets, gateway_url=url, key=key, ca_bundle=self.settings.apim.ca_bundle,
-                          workers=self.settings.concurrency, progress=self._progress)
 
     # -- apply -----------------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from apimsync.__about__ import __version__
 from apimsync.config import Selection, Workspace
@@ -132,15 +131,15 @@ class DatabricksSource:
         from apimsync.spec import load_spec
 
         if not ENDPOINT_NAME.fullmatch(endpoint.name):
+            # checked before the name becomes part of a URL: "../x" or "a?b" must never address something else
             return Fetched(endpoint, error="the name is outside Databricks' endpoint name characters (letters, digits, "
                                            "'-', '_'); refused before it reaches a URL")
-        name = quote(endpoint.name, safe="")  # a name is data: never a path of its own
         try:
-            detail = self.client.api_client.do("GET", f"/api/2.0/serving-endpoints/{name}")
+            detail = self.client.api_client.do("GET", f"/api/2.0/serving-endpoints/{endpoint.name}")
             if isinstance(detail, dict):
                 endpoint = Endpoint.from_api(endpoint.workspace, endpoint.host, {**detail, "tags": detail.get(
                     "tags") or [{"key": k, "value": v} for k, v in endpoint.tags.items()]})
-            raw = self.client.serving_endpoints.get_open_api(name).contents
+            raw = self.client.serving_endpoints.get_open_api(endpoint.name).contents
             body = raw.read() if raw is not None else b""
         except DatabricksError as exc:
             status = _status_of(exc)

@@ -111,6 +111,13 @@ class Target:
     path: str  # the API's path in APIM
     spec: dict[str, Any] | None  # the published spec (None: not published)
 
+    def request(self, gateway_url: str) -> tuple[str, Any] | None:
+        """(URL, JSON body) of the call verify makes through ``gateway_url`` (None: nothing to call)."""
+        operation = primary_operation(self.spec) if self.spec is not None else None
+        if operation is None:
+            return None
+        return f"{gateway_url.rstrip('/')}/{self.path}{operation[0]}", request_body(self.spec or {}, operation[1])
+
 
 def primary_operation(spec: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
     """(URL template, operation) of the operation verify calls: POST /invocations, else the first POST."""
@@ -220,12 +227,11 @@ def run_checks(targets: Iterable[Target], *, gateway_url: str, key: str | None, 
     gateway_url = gateway_url.rstrip("/")
 
     def check(t: Target) -> Check:
-        operation = primary_operation(t.spec) if t.spec is not None else None
-        if operation is None:
+        prepared = t.request(gateway_url)
+        if prepared is None:
             return Check(t.endpoint, t.workspace, t.api_id, f"{gateway_url}/{t.path}", None, 0.0, "not published",
                          "" if t.spec is None else "the spec has no POST operation")
-        url = f"{gateway_url}/{t.path}{operation[0]}"
-        body = request_body(t.spec or {}, operation[1])
+        url, body = prepared
         started = time.monotonic()
         try:
             response = session.post(url, json=body, headers=headers, timeout=timeout, verify=verify)

@@ -27,14 +27,13 @@ from urllib.parse import quote, unquote
 
 from apimsync.emulators._server import EmulatorServer, FaultRule, Faults, Request, Response
 from apimsync.emulators.apim_import import ImportedOperation, ImportRejected, import_spec, reimport_operations
-from apimsync.emulators.gateway import Gateway, GatewayApi
+from apimsync.emulators.gateway import NAMED_VALUE_REF, Gateway, GatewayApi
 from apimsync.emulators.throttle import TokenBucket
 from apimsync.emulators.tls import LocalCA
 
 API_VERSION = "2024-05-01"
 API_ID = re.compile(r"^[^*#&+:<>?]+$")
 NAMED_VALUE_DISPLAY = re.compile(r"^[A-Za-z0-9\-._]+$")
-NAMED_VALUE_REF = re.compile(r"\{\{\s*([A-Za-z0-9\-._]+)\s*\}\}")
 PAGE_SIZE = 100
 _TYPES = {"apis": "Microsoft.ApiManagement/service/apis", "namedValues": "Microsoft.ApiManagement/service/namedValues",
           "tags": "Microsoft.ApiManagement/service/tags", "products": "Microsoft.ApiManagement/service/products",
@@ -328,8 +327,10 @@ class ApimEmulator:
         with self._lock:
             self._stats[kind if granted else "throttled"] += 1
         if granted:
-            return {header: str(remaining), f"x-ms-ratelimit-remaining-subscription-global-{kind}":
-                    str(int(15 * self._buckets[kind].capacity) - int(self._buckets[kind].capacity) + remaining)}
+            capacity = int(self._buckets[kind].capacity)
+            used = capacity - remaining  # this client is the only one: the global bucket lost as many tokens
+            return {header: str(remaining), f"x-ms-ratelimit-remaining-subscription-global-{kind}": str(
+                15 * capacity - used)}
         real_wait = max(wait, 0.001)
         raise _Throttled(real_wait * self.time_scale, real_wait, header)
 

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from apimsync.emulators._server import EmulatorServer, Faults, Request, Response
-from apimsync.emulators.dataplane import DataPlane, Identities, dedicated_path
+from apimsync.emulators.dataplane import DataPlane, Identities, dedicated_path, error
 from apimsync.emulators.synthetic import FAKE_WORKSPACE_HOST, synthetic_endpoints
 
 DEFAULT_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "default"
@@ -27,7 +27,9 @@ _ERRORS = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
 
 
 def _error(status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None) -> Response:
-    return Response.json(status, {"error_code": code or _ERRORS.get(status, "UNKNOWN"), "message": message}, headers)
+    response = error(status, code or _ERRORS.get(status, "UNKNOWN"), message)
+    response.headers.update(headers or {})
+    return response
 
 
 class DatabricksEmulator:

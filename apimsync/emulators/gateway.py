@@ -23,7 +23,8 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
+from xml.sax.saxutils import escape
 
 from apimsync.emulators._server import Request, Response
 from apimsync.emulators.dataplane import entra_token
@@ -44,6 +45,9 @@ _HOP_BY_HOP = {"host", "content-length", "connection", "keep-alive", "transfer-e
 def gateway_error(status: int, message: str) -> Response:
     """APIM's gateway error body (``statusCode`` + ``message``)."""
     return Response.json(status, {"statusCode": status, "message": message})
+
+
+_GLOBAL = ET.fromstring(GLOBAL_POLICY)
 
 
 class PolicyFailure(Exception):
@@ -106,13 +110,12 @@ class Gateway:
         query = {k: v for k, v in request.query.items() if k != "subscription-key"}
         call = _Call(request.method, rest, query, dict(request.headers), request.body, matched, api.service_url)
         try:
-            document = _parse(_expand(api.policy or GLOBAL_POLICY.replace("<inbound />", "<inbound><base /></inbound>"),
-                                      named_values))
-            global_policy = _parse(GLOBAL_POLICY)
-            self._run_section(document, global_policy, "inbound", call)
+            # an API without a policy behaves as one of <base /> only (a missing section is <base />)
+            document = _parse(_expand(api.policy or "<policies />", named_values))
+            self._run_section(document, "inbound", call)
             if call.response is None:  # return-response in inbound answers without calling the backend
-                self._run_section(document, global_policy, "backend", call)
-            self._run_section(document, global_policy, "outbound", call)
+                self._run_section(document, "backend", call)
+            self._run_section(document, "outbound", call)
         except PolicyFailure as exc:
             return gateway_error(500, f"Internal server error: {exc}")
         if call.response is None:
@@ -123,13 +126,11 @@ class Gateway:
 
     # -- policy execution -------------------------------------------------------------------------------------
 
-    def _run_section(self, document: ET.Element, global_policy: ET.Element, name: str, call: _Call) -> None:
+    def _run_section(self, document: ET.Element, name: str, call: _Call) -> None:
         section = document.find(name)
-        if section is None:
-            section = ET.fromstring(f"<{name}><base /></{name}>")
-        for element in section:
+        for element in section if section is not None else [ET.Element("base")]:
             if element.tag == "base":
-                inherited = global_policy.find(name)
+                inherited = _GLOBAL.find(name)
                 for inner in inherited if inherited is not None else []:
                     self._run(inner, call)
             else:
@@ -172,8 +173,7 @@ class Gateway:
         target = urlsplit(path)
         if el.get("copy-unmatched-params", "true") != "true":
             call.query = {}
-        if target.query:
-            call.query.update(dict(p.split("=", 1) for p in target.query.split("&") if "=" in p))
+        call.query.update(parse_qsl(target.query))
         call.path = target.path if target.path.startswith("/") else "/" + target.path
 
     def _el_set_variable(self, el: ET.Element, call: _Call) -> None:
@@ -247,7 +247,7 @@ def _expand(xml: str, named_values: dict[str, str]) -> str:
         name = match.group(1)
         if name not in named_values:
             raise PolicyFailure(f"named value '{name}' does not exist")
-        return named_values[name].replace("&", "&amp;").replace("<", "&lt;").replace('"', "&quot;")
+        return escape(named_values[name], {'"': "&quot;", "'": "&apos;"})
 
     return NAMED_VALUE_REF.sub(value, xml)
 

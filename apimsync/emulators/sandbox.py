@@ -109,23 +109,16 @@ class Sandbox:
         return Engine(settings, workspace_clients=clients, env={**self.env(), **(env or {})}, **kwargs)
 
     def sample_call(self, endpoint: str = "churn-classifier") -> dict[str, Any]:
-        """Call one published API through the gateway as a client would; returns the curl line and the answer."""
+        """Call one published API through the gateway as a client would (the request verify makes); returns the
+        curl line and the answer."""
         import json
         import shlex
 
         import requests
 
-        from apimsync.verify import primary_operation, request_body
-
-        plan = self.engine().plan()
-        change = next((c for c in plan.changes if c.endpoint == endpoint and c.desired), None) or next(
-            c for c in plan.changes if c.desired)
-        assert change.desired is not None
-        spec = json.loads(change.desired.spec_json)
-        found = primary_operation(spec)
-        assert found is not None
-        url = f"{self.apim.gateway_url}/{change.desired.settings.path}{found[0]}"
-        body = request_body(spec, found[1])
+        prepared = self.engine().verify_targets([endpoint])[0].request(self.apim.gateway_url)
+        assert prepared is not None, f"{endpoint} is not published"
+        url, body = prepared
         curl = (f"curl -s --cacert {shlex.quote(str(self.apim.ca_file))} "
                 f"-H \"Ocp-Apim-Subscription-Key: $APIMSYNC_SUBSCRIPTION_KEY\" -H 'Content-Type: application/json' "
                 f"-d {shlex.quote(json.dumps(body))} {url}")
