@@ -114,16 +114,12 @@ def _emit(obj: Any, fmt: str) -> None:
 
 def _read_spec(spec: str) -> dict[str, Any]:
     from apimsync.errors import SpecError
+    from apimsync.files import MAX_SPEC_BYTES, read_bytes
     from apimsync.spec import load_spec
 
     if spec == "-":
-        return load_spec(sys.stdin.buffer.read(), origin="<stdin>")
-    try:
-        with open(spec, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise SpecError(f"{spec}: cannot read ({exc.strerror})") from None
-    return load_spec(data, origin=spec)
+        return load_spec(sys.stdin.buffer.read(MAX_SPEC_BYTES + 1), origin="<stdin>")
+    return load_spec(read_bytes(spec, SpecError, limit=MAX_SPEC_BYTES), origin=spec)
 
 
 def _transformed(spec: dict[str, Any], pipeline: str | None, server_url: str | None) -> dict[str, Any]:

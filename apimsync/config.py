@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import os
 import re
+import string
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,9 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from apimsync.backend import insecure_url_problem
 from apimsync.errors import ConfigError
+from apimsync.files import load_yaml, read_text
 
 DEFAULT_FILE = "apimsync.yaml"
 API_ID_FORBIDDEN = re.compile(r"[*#&+:<>?]")
@@ -89,6 +92,7 @@ class ApiSettings:
     products: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     served_model_routes: bool = False  # also publish /served-models/<entity>/invocations (names change per version)
+    backend_hosts: tuple[str, ...] = ()  # hosts (globs) allowed as backends besides the workspace's and Databricks'
 
 
 @dataclass(frozen=True)
@@ -123,14 +127,25 @@ _PATH_KEYS = ("pipeline", "policy.template", "apim.ca_bundle")
 # -- names -----------------------------------------------------------------------------------------
 
 def render_template(template: str, values: Mapping[str, str], error: type[ConfigError] = ConfigError) -> str:
-    """Fill ``{name}`` placeholders; an unknown one raises ``error`` naming the template and the known names."""
+    """Fill plain ``{name}`` placeholders (no attribute, index, conversion or format spec: ``{x:>999999999}``
+    would be a memory bomb); anything else raises ``error`` naming the template and the known names."""
     try:
-        return template.format_map(values)
-    except KeyError as exc:
-        raise error(f"template '{template}': unknown placeholder {{{exc.args[0]}}} "
-                    f"(known: {', '.join('{' + k + '}' for k in sorted(values))})") from None
-    except (ValueError, IndexError) as exc:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
         raise error(f"template '{template}': {exc}") from None
+    out = []
+    for literal, name, spec, conversion in parts:
+        out.append(literal)
+        if name is None:
+            continue
+        known = ", ".join("{" + k + "}" for k in sorted(values))
+        if spec or conversion:
+            bad = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise error(f"template '{template}': {bad}: only plain placeholders are allowed ({known})")
+        if name not in values:
+            raise error(f"template '{template}': unknown placeholder {{{name}}} (known: {known})")
+        out.append(str(values[name]))
+    return "".join(out)
 
 
 def render_name(template: str, **variables: str) -> str:
@@ -197,14 +212,11 @@ def settings_from_mapping(data: Mapping[str, Any], origin: str = "<settings>") -
 
 
 def _read_yaml(file: Path) -> dict[str, Any]:
+    if not file.exists():
+        raise ConfigError(f"{file}: configuration file not found")
+    text = read_text(file, ConfigError)
     try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{file}: configuration file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
@@ -363,8 +375,9 @@ def _check(s: Settings) -> None:
             raise ConfigError(f"{o}: apim.{key}: required")
     if not SERVICE_NAME.match(a.service) or len(a.service) > 50:
         raise ConfigError(f"{o}: apim.service: '{a.service}' is not a valid APIM service name")
-    if not a.base_url.startswith(("https://", "http://")):
-        raise ConfigError(f"{o}: apim.base_url: expected an https:// URL, got '{a.base_url}'")
+    problem = insecure_url_problem(a.base_url)
+    if problem:
+        raise ConfigError(f"{o}: apim.base_url: {problem}")
     if a.credential not in CREDENTIALS and not re.fullmatch(r"service-credential:\S+", a.credential):
         raise ConfigError(f"{o}: apim.credential: expected one of {', '.join(CREDENTIALS)} or "
                           f"service-credential:<name>, got '{a.credential}'")
@@ -377,6 +390,11 @@ def _check(s: Settings) -> None:
         if not WORKSPACE_NAME.match(w.name) or len(w.name) > 64:
             raise ConfigError(f"{o}: workspaces: name '{w.name}' may only use letters, digits, '_', '.', '-' "
                               "(at most 64: it is part of each API's ownership marker)")
+        # databricks-sdk reads a host without a scheme as https
+        problem = insecure_url_problem(w.host if "://" in w.host else f"https://{w.host}") if w.host else None
+        if problem:
+            raise ConfigError(f"{o}: workspaces[{w.name}].host: {problem}; the Databricks token would travel in "
+                              "clear text")
     if len(set(names)) != len(names):
         raise ConfigError(f"{o}: workspaces: names must be unique, got {', '.join(names)}")
     for key in ("api_id", "path", "display_name", "description"):

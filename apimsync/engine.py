@@ -17,12 +17,13 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from apimsync.apply import Progress, apply_plan
+from apimsync.backend import backend_problem
 from apimsync.config import Settings, render_name, sanitize_api_id, sanitize_path
 from apimsync.errors import ApimsyncError, ConfigError
 from apimsync.model import MARKER_MAX, ActualApi, ApiSettingsView, DesiredApi, short_hash
 from apimsync.planner import Action, Failure, NamedValueChange, Plan, Skip, make_plan
 from apimsync.report import Report
-from apimsync.source import DatabricksSource, Endpoint, Fetched, select
+from apimsync.source import DatabricksSource, Endpoint, Fetched, Invalid, name_selected, select
 from apimsync.target import Apim
 
 if TYPE_CHECKING:
@@ -93,7 +94,9 @@ class Engine:
                 failures.append(Failure(source.workspace.name, "*", "fetch", str(exc)))
                 continue
             listed_workspaces.append(source.workspace.name)
-            picked, held = select(endpoints, s.select)
+            failures += [Failure(bad.workspace, bad.label, "list", bad.reason) for bad in endpoints
+                         if isinstance(bad, Invalid) and name_selected(bad.label, s.select)]
+            picked, held = select([ep for ep in endpoints if isinstance(ep, Endpoint)], s.select)
             chosen += picked
             skipped += [Skip(ep.workspace, ep.name, reason, self._api_id_or_none(ep)) for ep, reason in held]
         if only is not None:
@@ -110,17 +113,10 @@ class Engine:
             fetched = self._fetch_all(chosen)
             desired: list[DesiredApi] = []
             for f in fetched:
-                if f.skip_reason:
-                    skipped.append(Skip(f.endpoint.workspace, f.endpoint.name, f.skip_reason,
-                                        self._api_id_or_none(f.endpoint)))
-                elif f.error or f.spec is None:
-                    failures.append(Failure(f.endpoint.workspace, f.endpoint.name, "fetch", f.error or "no spec"))
-                elif f.endpoint.route_optimized:
-                    skipped.append(Skip(f.endpoint.workspace, f.endpoint.name, ROUTE_OPTIMIZED,
-                                        self._api_id_or_none(f.endpoint)))
-                else:
-                    built = self._desired(f.endpoint, f.spec)
-                    (desired if isinstance(built, DesiredApi) else failures).append(built)  # type: ignore[arg-type]
+                built = self._build(f)
+                bucket: list[Any] = (desired if isinstance(built, DesiredApi) else
+                                     skipped if isinstance(built, Skip) else failures)
+                bucket.append(built)
             desired, collisions = _drop_collisions(desired)
             failures += collisions
             actual = reading.result()
@@ -159,6 +155,20 @@ class Engine:
                     self._progress("fetch", i, len(endpoints))
         return results
 
+    def _build(self, f: Fetched) -> DesiredApi | Skip | Failure:
+        """What one fetched endpoint becomes; never raises, whatever the workspace returned."""
+        ep = f.endpoint
+        if f.skip_reason:
+            return Skip(ep.workspace, ep.name, f.skip_reason, self._api_id_or_none(ep))
+        if f.error or f.spec is None:
+            return Failure(ep.workspace, ep.name, "fetch", f.error or "no spec")
+        problem = backend_problem(ep.backend_url, ep.host, self.settings.apis.backend_hosts)
+        if problem:
+            return Failure(ep.workspace, ep.name, "backend", problem)
+        if ep.route_optimized:
+            return Skip(ep.workspace, ep.name, ROUTE_OPTIMIZED, self._api_id_or_none(ep))
+        return self._desired(ep, f.spec)
+
     def _desired(self, ep: Endpoint, spec: dict[str, Any]) -> DesiredApi | Failure:
         from apimsync.policy import render_policy
         from apimsync.spec import dump_spec
@@ -194,6 +204,10 @@ class Engine:
             policy = render_policy(self.policy_template, variables, origin=f"policy {s.policy.template}")
         except ApimsyncError as exc:
             return Failure(ep.workspace, ep.name, stage, str(exc))
+        except (RecursionError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            # a spec shape no step foresaw: this endpoint fails, the others go on (load_spec bounds depth and size)
+            return Failure(ep.workspace, ep.name, stage, f"unexpected spec content ({type(exc).__name__}: "
+                                                         f"{str(exc)[:200]})")
         desired = DesiredApi(api_id=api_id, workspace=ep.workspace, endpoint=ep.name, settings=view,
                              spec_json=dump_spec(out), policy_xml=policy, products=s.apis.products, tags=s.apis.tags)
         if len(str(desired.marker)) > MARKER_MAX:

@@ -13,10 +13,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, unquote
 
 MARKER_PREFIX = "apimsync:1"
 MARKER_MAX = 256  # apiRevisionDescription: maxLength 256 (definitions.json, ApiRevisionContract)
-_MARKER_FIELD = re.compile(r"(\w+)=(\S+)")
+_MARKER = re.compile(r"apimsync:1 ws=(\S*) ep=(\S*) spec=(\S*) cfg=(\S*)")
 
 
 def short_hash(value: Any) -> str:
@@ -35,17 +36,15 @@ class Marker:
     settings: str
 
     def __str__(self) -> str:
-        return f"{MARKER_PREFIX} ws={self.workspace} ep={self.endpoint} spec={self.spec} cfg={self.settings}"
+        # fields are percent-encoded and the whole text must match one fixed shape, so no name can add a field
+        values = (self.workspace, self.endpoint, self.spec, self.settings)
+        fields = (quote(v, safe="", errors="surrogatepass") for v in values)
+        return "{} ws={} ep={} spec={} cfg={}".format(MARKER_PREFIX, *fields)
 
     @classmethod
     def parse(cls, text: str | None) -> Marker | None:
-        if not text or not text.startswith(MARKER_PREFIX + " "):
-            return None
-        fields = dict(_MARKER_FIELD.findall(text))
-        try:
-            return cls(fields["ws"], fields["ep"], fields["spec"], fields["cfg"])
-        except KeyError:
-            return None
+        match = _MARKER.fullmatch(text or "")
+        return cls(*(unquote(v, errors="surrogatepass") for v in match.groups())) if match else None
 
 
 @dataclass(frozen=True)

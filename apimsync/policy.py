@@ -12,6 +12,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from apimsync.errors import PolicyError
+from apimsync.files import read_text
 from apimsync.resources import resolve
 
 NAMED_VALUE_REF = re.compile(r"\{\{\s*([A-Za-z0-9\-._]+)\s*\}\}")
@@ -21,10 +22,9 @@ COMMENT = re.compile(r"<!--.*?-->\s*", re.DOTALL)
 def load_template(name_or_path: str) -> tuple[str, Path]:
     """A bundled template by name (``policies/<name>.xml``) or a file path; returns (text, path)."""
     path = resolve("policies", name_or_path, ".xml")
-    try:
-        return path.read_text(encoding="utf-8"), path
-    except OSError:
-        raise PolicyError(f"policy template '{name_or_path}' not found") from None
+    if not path.exists():
+        raise PolicyError(f"policy template '{name_or_path}' not found")
+    return read_text(path, PolicyError), path
 
 
 # Values are data: escaped for both quote styles, and APIM's named-value braces become character references, so an

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -47,19 +48,74 @@ class Endpoint:
         return f"{self.host.rstrip('/')}/serving-endpoints/{self.name}"
 
     @classmethod
-    def from_api(cls, workspace: str, host: str, item: Mapping[str, Any]) -> Endpoint:
-        state = item.get("state") or {}
-        config = item.get("config") or {}
-        entities = config.get("served_entities") or config.get("served_models") or []
+    def from_api(cls, workspace: str, host: str, item: Any) -> Endpoint:
+        """Parse one item of the list (or detail) response; a field of the wrong type raises SourceError naming it.
+
+        The workspace's answer is data, not trusted: every field is type-checked here, so no endpoint can make the
+        plan raise, and a bad one fails alone."""
+        if not isinstance(item, Mapping):
+            raise SourceError(f"expected an object, got {_kind(item)}")
+        name = _field(item, "name", str, required=True)
+        state = _field(item, "state", Mapping) or {}
+        config = _field(item, "config", Mapping) or {}
+        entities = _field(config, "served_entities", list, "config.") or _field(config, "served_models", list,
+                                                                                "config.") or []
+        names = []
+        for i, entity in enumerate(entities):
+            if not isinstance(entity, Mapping):
+                raise SourceError(f"config.served_entities[{i}]: expected an object, got {_kind(entity)}")
+            entity_name = _field(entity, "name", str, f"config.served_entities[{i}].")
+            if entity_name:
+                names.append(entity_name)
+        tags: dict[str, str] = {}
+        for i, tag in enumerate(_field(item, "tags", list) or []):
+            if not isinstance(tag, Mapping) or not isinstance(tag.get("key"), str):
+                raise SourceError(f"tags[{i}]: expected an object with a string key, got {_kind(tag)}")
+            value = tag.get("value", "")
+            if not isinstance(value, str):
+                raise SourceError(f"tags[{i}].value: expected a string, got {_kind(value)}")
+            tags[tag["key"]] = value
+        version = config.get("config_version")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, (int, str))):
+            raise SourceError(f"config.config_version: expected a number, got {_kind(version)}")
+        route_optimized = _field(item, "route_optimized", bool)
         return cls(
-            workspace=workspace, name=item["name"], host=host,
-            ready=state.get("ready") == "READY",
-            tags={t["key"]: str(t.get("value", "")) for t in item.get("tags") or [] if "key" in t},
-            task=item.get("task"), endpoint_type=item.get("endpoint_type"),
-            served_entities=tuple(e.get("name", "") for e in entities if e.get("name")),
-            config_version=str(config["config_version"]) if config.get("config_version") is not None else None,
-            route_optimized=bool(item.get("route_optimized")), endpoint_url=item.get("endpoint_url"),
+            workspace=workspace, name=name, host=host,
+            ready=_field(state, "ready", str, "state.") == "READY",
+            tags=tags, task=_field(item, "task", str), endpoint_type=_field(item, "endpoint_type", str),
+            served_entities=tuple(names), config_version=None if version is None else str(version),
+            route_optimized=bool(route_optimized), endpoint_url=_field(item, "endpoint_url", str),
         )
+
+
+def _field(item: Mapping[str, Any], key: str, kind: type, prefix: str = "", *, required: bool = False) -> Any:
+    value = item.get(key)
+    if value is None:
+        if required:
+            raise SourceError(f"{prefix}{key}: missing")
+        return None
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise SourceError(f"{prefix}{key}: expected {_KINDS.get(kind, kind.__name__)}, got {_kind(value)}")
+    return value
+
+
+_KINDS = {str: "a string", bool: "true or false", list: "a list", Mapping: "an object"}
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return "an object" if isinstance(value, dict) else "a list"
+    text = json.dumps(value) if isinstance(value, (str, int, float, bool)) or value is None else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """A list item apimsync could not read (a field of the wrong type): it fails alone, with the reason."""
+
+    workspace: str
+    label: str  # the name when it is a string, else "#<index>"
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -77,9 +133,7 @@ def select(endpoints: list[Endpoint], selection: Selection) -> tuple[list[Endpoi
     chosen: list[Endpoint] = []
     held: list[tuple[Endpoint, str]] = []
     for ep in endpoints:
-        if not any(fnmatch.fnmatchcase(ep.name, g) for g in selection.include):
-            continue
-        if any(fnmatch.fnmatchcase(ep.name, g) for g in selection.exclude):
+        if not name_selected(ep.name, selection):
             continue
         if any(ep.tags.get(k) is None or (v != "*" and ep.tags.get(k) != v) for k, v in selection.tags.items()):
             continue
@@ -88,6 +142,12 @@ def select(endpoints: list[Endpoint], selection: Selection) -> tuple[list[Endpoi
             continue
         chosen.append(ep)
     return chosen, held
+
+
+def name_selected(name: str, selection: Selection) -> bool:
+    """Whether the include/exclude globs pick this name (tags and readiness aside)."""
+    return any(fnmatch.fnmatchcase(name, g) for g in selection.include) and not any(
+        fnmatch.fnmatchcase(name, g) for g in selection.exclude)
 
 
 class DatabricksSource:
@@ -115,19 +175,31 @@ class DatabricksSource:
     def host(self) -> str:
         return str(self.client.config.host)
 
-    def list_endpoints(self) -> list[Endpoint]:
+    def list_endpoints(self) -> list[Endpoint | Invalid]:
         """All serving endpoints; the raw list keeps fields the SDK's dataclasses drop (endpoint_type)."""
         try:
             payload = self.client.api_client.do("GET", "/api/2.0/serving-endpoints")
         except Exception as exc:
             raise SourceError(f"workspace {self.workspace.name}: listing serving endpoints: {_one_line(exc)}") from exc
-        items = payload.get("endpoints", []) if isinstance(payload, dict) else []
-        return [Endpoint.from_api(self.workspace.name, self.host, item) for item in items]
+        items = payload.get("endpoints") if isinstance(payload, dict) else None
+        if not isinstance(items, list):
+            if items is None:
+                return []
+            raise SourceError(f"workspace {self.workspace.name}: the endpoint list is {_kind(items)}, not a list")
+        out: list[Endpoint | Invalid] = []
+        for i, item in enumerate(items):
+            try:
+                out.append(Endpoint.from_api(self.workspace.name, self.host, item))
+            except SourceError as exc:
+                name = item.get("name") if isinstance(item, Mapping) else None
+                out.append(Invalid(self.workspace.name, name if isinstance(name, str) else f"#{i}", str(exc)))
+        return out
 
     def fetch(self, endpoint: Endpoint) -> Fetched:
         """Details (route optimisation) and the OpenAPI spec of one endpoint."""
         from databricks.sdk.errors import DatabricksError
 
+        from apimsync.files import MAX_SPEC_BYTES
         from apimsync.spec import load_spec
 
         if not ENDPOINT_NAME.fullmatch(endpoint.name):
@@ -137,10 +209,15 @@ class DatabricksSource:
         try:
             detail = self.client.api_client.do("GET", f"/api/2.0/serving-endpoints/{endpoint.name}")
             if isinstance(detail, dict):
-                endpoint = Endpoint.from_api(endpoint.workspace, endpoint.host, {**detail, "tags": detail.get(
-                    "tags") or [{"key": k, "value": v} for k, v in endpoint.tags.items()]})
+                try:
+                    if detail.get("name") != endpoint.name:
+                        raise SourceError(f"name: asked for '{endpoint.name}', got {_kind(detail.get('name'))}")
+                    endpoint = Endpoint.from_api(endpoint.workspace, endpoint.host, {**detail, "tags": detail.get(
+                        "tags") or [{"key": k, "value": v} for k, v in endpoint.tags.items()]})
+                except SourceError as exc:
+                    return Fetched(endpoint, error=f"the endpoint's details: {exc}")
             raw = self.client.serving_endpoints.get_open_api(endpoint.name).contents
-            body = raw.read() if raw is not None else b""
+            body = raw.read(MAX_SPEC_BYTES + 1) if raw is not None else b""  # load_spec refuses what is over
         except DatabricksError as exc:
             status = _status_of(exc)
             if status is not None and 400 <= status < 500 and status not in (401, 403, 429):

@@ -135,6 +135,7 @@ def scenario_naive(n: int) -> dict[str, Any]:
     """The notebook loop a user writes by hand: one endpoint at a time, waiting for each import."""
     from azure.mgmt.apimanagement.models import ApiCreateOrUpdateParameter, PolicyContract
 
+    from apimsync.source import Endpoint
     from apimsync.target import location_poller
 
     with Emulators(n) as emu:
@@ -146,6 +147,8 @@ def scenario_naive(n: int) -> dict[str, Any]:
         started = time.monotonic()
         failed = 0
         for ep in source.list_endpoints():
+            if not isinstance(ep, Endpoint):
+                continue
             spec = source.fetch(ep).spec
             if spec is None:
                 continue

@@ -101,6 +101,28 @@ class Faults:
             self._rules.append(rule)
         return rule
 
+    def configure_from(self, body: Any) -> None:
+        """The ``/_emulator/faults`` body: ``clear``, rates, and/or one rule's fields; ValueError when malformed."""
+        if not isinstance(body, dict):
+            raise ValueError("expected a JSON object")
+        body = dict(body)
+        rates = {k: body.pop(k) for k in list(body) if k in ("latency_ms", "fault_rate", "drop_rate", "lro_fail_rate")}
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in rates.values()):
+            raise ValueError("rates must be non-negative numbers")
+        clear = body.pop("clear", False)
+        rule = None
+        if body:
+            rule = FaultRule(**body)
+            if rule.path is not None:
+                re.compile(rule.path)
+            if rule.status is not None and not (isinstance(rule.status, int) and 100 <= rule.status <= 599):
+                raise ValueError("status must be an HTTP status code")
+        if clear:
+            self.clear()
+        self.configure(**rates)
+        if rule is not None:
+            self.add(rule)
+
     def clear(self) -> None:
         with self._lock:
             self._rules.clear()

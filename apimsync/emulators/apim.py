@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from apimsync.emulators._server import EmulatorServer, FaultRule, Faults, Request, Response
+from apimsync.emulators._server import EmulatorServer, Faults, Request, Response
 from apimsync.emulators.apim_import import ImportedOperation, ImportRejected, import_spec, reimport_operations
 from apimsync.emulators.gateway import NAMED_VALUE_REF, Gateway, GatewayApi
 from apimsync.emulators.throttle import TokenBucket
@@ -244,7 +244,10 @@ class ApimEmulator:
             return
         self._state["etag_counter"] = next(self._etags)
         tmp = self.state_file.with_suffix(self.state_file.suffix + ".tmp")
-        tmp.write_text(json.dumps(self._state), encoding="utf-8")
+        tmp.unlink(missing_ok=True)
+        # the state holds secret named values and subscription keys: readable by its owner only
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(self._state))
         tmp.replace(self.state_file)
 
     def _etag(self) -> str:
@@ -272,14 +275,10 @@ class ApimEmulator:
             self._reset_buckets()
             return Response.json(200, {"reset": True})
         if path == "/_emulator/faults" and request.method == "POST":
-            body = request.json() or {}
-            if body.pop("clear", False):
-                self.faults.clear()
-            rates = {k: body.pop(k) for k in list(body) if k in ("latency_ms", "fault_rate", "drop_rate",
-                                                                   "lro_fail_rate")}
-            self.faults.configure(**rates)
-            if body:
-                self.faults.add(FaultRule(**body))
+            try:
+                self.faults.configure_from(request.json() or {})
+            except (ValueError, TypeError, re.error) as exc:  # malformed JSON, unknown keys, bad types or regex
+                return Response.json(400, {"error": {"code": "BadRequest", "message": f"faults: {exc}"}})
             return Response.json(200, {"ok": True})
         return Response.json(404, {"error": {"code": "NotFound", "message": "unknown emulator route"}})
 

@@ -18,8 +18,11 @@ from urllib.parse import unquote
 from apimsync.emulators._server import EmulatorServer, Faults, Request, Response
 from apimsync.emulators.dataplane import DataPlane, Identities, dedicated_path, error
 from apimsync.emulators.synthetic import FAKE_WORKSPACE_HOST, synthetic_endpoints
+from apimsync.errors import ConfigError
+from apimsync.files import MAX_SPEC_BYTES, read_text
 
 DEFAULT_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "default"
+_SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _ENDPOINT = re.compile(r"^/api/2\.0/serving-endpoints/([^/]+)(/openapi)?$")
 _INVOCATIONS = re.compile(r"^/serving-endpoints/([^/]+)(?:/served-models/([^/]+))?/invocations$")
 _ERRORS = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST",
@@ -63,10 +66,24 @@ class DatabricksEmulator:
         self.dedicated_url = self._dedicated.url  # the data-plane host of route-optimized endpoints
 
     def _load(self, folder: Path) -> None:
-        listing = json.loads((folder / "endpoints.json").read_text(encoding="utf-8"))
-        for item in listing.get("endpoints", []):
-            spec_file = folder / "openapi" / f"{item['name']}.json"
-            self.put_endpoint(item, spec_file.read_text(encoding="utf-8") if spec_file.exists() else None)
+        """Read a fixture folder; a problem is one ConfigError line naming the file (``emulate`` exits 2)."""
+        listing_file = folder / "endpoints.json"
+        try:
+            listing = json.loads(read_text(listing_file, ConfigError))
+        except ValueError as exc:
+            raise ConfigError(f"{listing_file}: not JSON ({exc})") from None
+        items = listing.get("endpoints") if isinstance(listing, dict) else None
+        if not isinstance(items, list):
+            raise ConfigError(f"{listing_file}: expected {{\"endpoints\": [...]}}")
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or "name" not in item:
+                raise ConfigError(f"{listing_file}: endpoints[{i}]: expected an object with a name")
+            # hostile fixtures are served as they are (that is what they test), but a name never picks a file
+            # outside openapi/
+            name = item["name"]
+            spec_file = folder / "openapi" / f"{name}.json"
+            usable = isinstance(name, str) and _SAFE_FILE_NAME.fullmatch(name) is not None and spec_file.exists()
+            self.put_endpoint(item, read_text(spec_file, ConfigError, limit=MAX_SPEC_BYTES) if usable else None)
 
     @property
     def token(self) -> str:
@@ -133,6 +150,9 @@ class DatabricksEmulator:
 
     def endpoint_url(self, item: dict[str, Any]) -> str:
         """The query URL of a route-optimized endpoint, on the dedicated listener."""
+        given = item.get("endpoint_url")  # a fixture may set it (a hostile workspace does)
+        if given:
+            return str(given)
         return f"{self.dedicated_url}/{self.workspace_id}/serving-endpoints/{item['name']}/invocations"
 
     @staticmethod
@@ -221,6 +241,9 @@ class DatabricksEmulator:
         """The list shape: served entities summarised, no route-optimisation details."""
         out = {k: v for k, v in item.items() if k not in ("route_optimized", "endpoint_url", "data_plane_info")}
         config = item.get("config") or {}
+        entities = config.get("served_entities") if isinstance(config, dict) else None
+        if not isinstance(entities, list) or not all(isinstance(e, dict) for e in entities):
+            return out  # a malformed fixture is served as it is: clients must cope
         if config:
             out["config"] = {"served_entities": [
                 {k: v for k, v in e.items() if k in ("name", "entity_name", "entity_version", "external_model",
@@ -230,6 +253,12 @@ class DatabricksEmulator:
 
     def _detail(self, item: dict[str, Any]) -> dict[str, Any]:
         """The GET shape: full config, traffic routes, and the dedicated URL of route-optimized endpoints."""
+        try:
+            return self._full_detail(item)
+        except (AttributeError, TypeError, KeyError, ValueError):
+            return item  # a malformed fixture is served as it is: clients must cope
+
+    def _full_detail(self, item: dict[str, Any]) -> dict[str, Any]:
         out = json.loads(json.dumps(item))
         config = out.setdefault("config", {})
         for e in config.get("served_entities", []):
@@ -239,7 +268,6 @@ class DatabricksEmulator:
             config["traffic_config"] = {"routes": [{"served_entity_name": n, "traffic_percentage": p}
                                                    for n, p in routes]}
         if item.get("route_optimized"):
-            out["route_optimized"] = True
             url = self.endpoint_url(item)
             out["endpoint_url"] = url
             # serving.ServingEndpointDetailed.data_plane_info: ModelDataPlaneInfo(query_info=DataPlaneInfo(...))

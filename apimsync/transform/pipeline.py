@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from apimsync.errors import PipelineError
+from apimsync.files import load_yaml, read_text
 from apimsync.resources import resolve
 from apimsync.transform import user_steps as _user_steps  # noqa: F401  (registers overlay and jsonpath)
 from apimsync.transform.context import TransformContext
@@ -79,10 +80,10 @@ def load_pipeline(path: str | Path | None = None) -> Pipeline:
     if path is not None and str(path) == "none":
         return Pipeline([], None)
     file = default_pipeline() if path is None else resolve("transforms", path, ".yaml")
+    if not file.exists():
+        raise PipelineError(f"{file}: pipeline file not found")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError:
-        raise PipelineError(f"{file}: pipeline file not found") from None
+        data = load_yaml(read_text(file, PipelineError))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise PipelineError(f"{file}: not valid YAML" + (f" (line {mark.line + 1})" if mark else "")) from None

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from apimsync.errors import PipelineError
+from apimsync.files import load_yaml, read_text
 from apimsync.transform.context import TransformContext
 from apimsync.transform.steps import Step, _only, builtin
 
@@ -78,10 +79,10 @@ class Overlay(Step):
         if not isinstance(name, str):
             raise PipelineError(f"{where}: 'file' must name an overlay document")
         path = Path(self.params.get("base", ".")) / name
+        if not path.exists():
+            raise PipelineError(f"{where}: overlay file not found: {path}")
         try:
-            overlay = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError:
-            raise PipelineError(f"{where}: overlay file not found: {path}") from None
+            overlay = load_yaml(read_text(path, PipelineError))
         except yaml.YAMLError as exc:
             raise PipelineError(f"{where}: overlay {path} is not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
         if not isinstance(overlay, dict) or not str(overlay.get("overlay", "")).startswith("1."):

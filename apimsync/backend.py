@@ -1,0 +1,64 @@
+"""Where APIM may send the Databricks credential: the backend allow-list.
+
+The workspace's answers choose each API's backend URL (``endpoint_url`` of route-optimized endpoints), and the
+policy attaches a credential to every call to it, so the URL is checked before it becomes a backend: https, and
+the workspace's own host or a Databricks data-plane host of the same cloud, or a host the configuration allows.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+# The DNS zones of Databricks workspaces and their data planes, per cloud (databricks-sdk environments.py; route-
+# optimized endpoints answer on <id>.<shard>.serving.azuredatabricks.net, research/databricks.md §2)
+CLOUD_ZONES = (".azuredatabricks.net", ".databricks.azure.us", ".databricks.azure.cn", ".cloud.databricks.com",
+               ".gcp.databricks.com")
+
+
+def is_loopback(host: str | None) -> bool:
+    """127.0.0.0/8, ::1 or localhost: the emulators, where plain http is allowed."""
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def insecure_url_problem(url: str) -> str | None:
+    """Why a URL that will carry a credential is not acceptable: not https (loopback aside), or not a URL."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError as exc:
+        return f"'{url}' is not a valid URL ({exc})"
+    if not parts.hostname:
+        return f"'{url}' has no host"
+    if parts.username or parts.password:
+        return f"'{url}' carries credentials"
+    if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(parts.hostname)):
+        return f"'{url}' is not https (plain http is accepted for loopback hosts only)"
+    return None
+
+
+def backend_problem(url: str, workspace_url: str, extra_hosts: Sequence[str] = ()) -> str | None:
+    """Why ``url`` may not be an API's backend for this workspace, or None when it may."""
+    problem = insecure_url_problem(url)
+    if problem:
+        return f"backend {problem}"
+    host = (urlsplit(url).hostname or "").lower()
+    workspace_host = (urlsplit(workspace_url).hostname or "").lower()
+    if host == workspace_host:
+        return None
+    zone = next((z for z in CLOUD_ZONES if workspace_host.endswith(z)), None)
+    if zone is not None and host.endswith(zone):
+        return None
+    if any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in extra_hosts):
+        return None
+    return (f"backend host '{host}' is neither the workspace's host nor a Databricks data-plane host of its cloud; "
+            "the credential would go there (allow it with apis.backend_hosts if it is yours)")
