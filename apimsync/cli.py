@@ -268,10 +268,13 @@ def verify(ctx: click.Context, endpoints: tuple[str, ...], config: str | None, o
 @click.option("--time-scale", type=click.FloatRange(min=0.001), default=1.0,
               help="Emulated time runs X times faster (ARM throttling refill, long-running operations).")
 @click.option("--throttle/--no-throttle", default=False, help="Throttle like ARM (token buckets per subscription).")
+@click.option("--workspaces", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Emulate N workspaces, each with its own host, client token and token for APIM (the same "
+                   "endpoints in each); clients authenticate through a profile per workspace.")
 @handle_errors
 def emulate(fixtures: str | None, endpoints: int | None, databricks_port: int, apim_port: int, gateway_port: int,
             ca_out: str | None, state: str | None, latency_ms: float, fault_rate: float, time_scale: float,
-            throttle: bool) -> None:
+            throttle: bool, workspaces: int) -> None:
     """Run a local Databricks workspace and APIM service until interrupted (an offline sandbox).
 
     Prints the URLs (workspace, ARM, gateway), a ready configuration and the environment for pointing
@@ -282,12 +285,12 @@ def emulate(fixtures: str | None, endpoints: int | None, databricks_port: int, a
 
     from apimsync.emulators.apim import Throttle
     from apimsync.emulators.databricks import DEFAULT_FIXTURES
-    from apimsync.emulators.sandbox import Sandbox
+    from apimsync.emulators.sandbox import Sandbox, workspace_name
 
     chosen = fixtures or (None if endpoints else DEFAULT_FIXTURES)
     box = Sandbox(fixtures=chosen, endpoints=endpoints, databricks_port=databricks_port, apim_port=apim_port,
                   gateway_port=gateway_port, state_file=state, throttle=Throttle(enabled=throttle),
-                  time_scale=time_scale, lro_seconds=0.2)
+                  time_scale=time_scale, lro_seconds=0.2, workspaces=workspaces)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with box:
@@ -298,13 +301,17 @@ def emulate(fixtures: str | None, endpoints: int | None, databricks_port: int, a
 
             Path(ca_out).write_bytes(Path(ca).read_bytes())
             ca = Path(ca_out).resolve()
-        click.echo(f"Databricks emulator: {box.databricks.url}")
+        for i, workspace in enumerate(box.workspaces):
+            click.echo(f"Databricks emulator: {workspace.url}" + (f"  (workspace {workspace_name(i)})"
+                                                                   if workspaces > 1 else ""))
         click.echo(f"APIM emulator:       {box.apim.url}  (CA: {ca})")
         click.echo(f"APIM gateway:        {box.apim.gateway_url}")
         click.echo("\n# apimsync.yaml for the sandbox:\n" + box.config_yaml(ca))
         click.echo("# environment:")
         for key, value in box.env().items():
             click.echo(f"export {key}={value}")
+        if workspaces > 1:
+            click.echo(f"\n# profiles in $DATABRICKS_CONFIG_FILE:\n{box.databrickscfg()}", nl=False)
         click.echo("\nPress Ctrl+C to stop.", err=True)
         try:
             while not stop.wait(0.5):

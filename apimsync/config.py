@@ -35,12 +35,6 @@ def _frozen_map(value: Mapping[str, str] | None = None) -> Mapping[str, str]:
     return types.MappingProxyType(dict(value or {}))
 
 
-@dataclass(frozen=True)
-class Workspace:
-    name: str = "default"
-    host: str | None = None
-    profile: str | None = None
-    retry_timeout_seconds: int = 60  # how long databricks-sdk keeps retrying an unreachable or throttled workspace
 
 
 @dataclass(frozen=True)
@@ -72,11 +66,34 @@ class Naming:
 
 @dataclass(frozen=True)
 class NamedValueSource:
-    name: str = "databricks-token"
+    """A named value apimsync keeps, and where its value comes from (one of the sources)."""
+
+    name: str | None = None  # a template with {workspace}; None: the default of its use (e.g. databricks-token-...)
     env: str | None = None
     key_vault: str | None = None
     identity_client_id: str | None = None
     databricks_secret: str | None = None
+    value: str | None = None  # a plain value in the file: for what is not secret (a client id)
+
+
+@dataclass(frozen=True)
+class OAuthSettings:
+    """A Databricks service principal whose OAuth token the gateway obtains (route-optimized endpoints need one)."""
+
+    client_id: NamedValueSource = field(default_factory=NamedValueSource)
+    client_secret: NamedValueSource = field(default_factory=NamedValueSource)
+    template: str = "oauth-service-principal"
+    all_endpoints: bool = False  # use it for every endpoint, not only the route-optimized ones
+
+
+@dataclass(frozen=True)
+class Workspace:
+    name: str = "default"
+    host: str | None = None
+    profile: str | None = None
+    retry_timeout_seconds: int = 60  # how long databricks-sdk keeps retrying an unreachable or throttled workspace
+    named_value: NamedValueSource | None = None  # this workspace's token source (else policy.named_value)
+    oauth: OAuthSettings | None = None  # this workspace's service principal (else policy.oauth)
 
 
 @dataclass(frozen=True)
@@ -84,6 +101,40 @@ class PolicySettings:
     template: str = "named-value-auth"
     variables: Mapping[str, str] = field(default_factory=_frozen_map)
     named_value: NamedValueSource = field(default_factory=NamedValueSource)
+    oauth: OAuthSettings | None = None
+
+
+# the default names of the named values apimsync keeps: one per workspace, since a token is valid in one only
+TOKEN_NAME = "databricks-token-{workspace}"
+CLIENT_ID_NAME = "databricks-sp-id-{workspace}"
+CLIENT_SECRET_NAME = "databricks-sp-secret-{workspace}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What the policies of one workspace's APIs authenticate with: named-value sources with their names set."""
+
+    token: NamedValueSource
+    oauth: OAuthSettings | None
+
+    def sources(self) -> list[NamedValueSource]:
+        extra = [self.oauth.client_id, self.oauth.client_secret] if self.oauth else []
+        return [self.token, *extra]
+
+
+def credentials(settings: Settings, workspace: str) -> Credentials:
+    """The token and service principal of ``workspace`` (its own, else the policy's), names rendered."""
+    ws = next((w for w in settings.workspaces if w.name == workspace), None)
+    token = (ws.named_value if ws and ws.named_value else None) or settings.policy.named_value
+    oauth = (ws.oauth if ws and ws.oauth else None) or settings.policy.oauth
+
+    def named(source: NamedValueSource, default: str) -> NamedValueSource:
+        return dataclasses.replace(source, name=render_name(source.name or default, workspace=workspace))
+
+    if oauth is not None:
+        oauth = dataclasses.replace(oauth, client_id=named(oauth.client_id, CLIENT_ID_NAME),
+                                    client_secret=named(oauth.client_secret, CLIENT_SECRET_NAME))
+    return Credentials(named(token, TOKEN_NAME), oauth)
 
 
 @dataclass(frozen=True)
@@ -121,7 +172,7 @@ class Settings:
 CREDENTIALS = ("default", "cli", "managed-identity", "emulator")
 ENV_ALIASES = {"AZURE_SUBSCRIPTION_ID": "apim.subscription_id", "AZURE_RESOURCE_GROUP_NAME": "apim.resource_group",
                "API_MANAGEMENT_SERVICE_NAME": "apim.service"}
-_PATH_KEYS = ("pipeline", "policy.template", "apim.ca_bundle")
+_PATH_KEYS = ("pipeline", "policy.template", "policy.oauth.template", "apim.ca_bundle")
 
 
 # -- names -----------------------------------------------------------------------------------------
@@ -187,7 +238,7 @@ def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any
             value = _get(data, dotted)
             if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
                 candidate = base / value
-                if candidate.exists() or dotted != "policy.template" or "/" in value:
+                if candidate.exists() or not dotted.endswith(".template") or "/" in value:
                     _set(data, dotted, str(candidate))
     for name, dotted in ENV_ALIASES.items():
         if env.get(name):
@@ -255,11 +306,12 @@ def _known_keys(cls: type, prefix: str) -> list[str]:
 
 
 def _dataclass_of(hint: Any) -> type | None:
+    """The dataclass in ``X``, ``X | None`` or ``tuple[X, ...]``."""
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return hint
     args = getattr(hint, "__args__", ())
-    if args and getattr(hint, "__origin__", None) is tuple and isinstance(args[0], type) \
-            and dataclasses.is_dataclass(args[0]):
+    if args and isinstance(args[0], type) and dataclasses.is_dataclass(args[0]) and (
+            getattr(hint, "__origin__", None) is tuple or type(None) in args):
         return args[0]
     return None
 
@@ -309,6 +361,8 @@ def _build(cls: type, raw: Any, origin: str, prefix: str) -> Any:
 
 
 def _coerce(hint: Any, value: Any, origin: str, key: str) -> Any:
+    if value is None and "None" in str(hint):
+        return None
     nested = _dataclass_of(hint)
     if nested is not None and getattr(hint, "__origin__", None) is tuple:
         if isinstance(value, Mapping):
@@ -406,15 +460,23 @@ def _check(s: Settings) -> None:
                 sanitize_path(rendered)
         except ConfigError as exc:
             raise ConfigError(f"{o}: naming.{key}: {exc}") from None
-    nv = s.policy.named_value
-    if not NAMED_VALUE_NAME.match(nv.name) or len(nv.name) > 256:
-        raise ConfigError(f"{o}: policy.named_value.name: '{nv.name}' may only use letters, digits, '-', '.', '_'")
-    sources = [k for k in ("env", "key_vault", "databricks_secret") if getattr(nv, k)]
-    if len(sources) > 1:
-        raise ConfigError(f"{o}: policy.named_value: give one of env, key_vault, databricks_secret "
-                          f"(got {', '.join(sources)})")
-    if nv.databricks_secret and nv.databricks_secret.count("/") != 1:
-        raise ConfigError(f"{o}: policy.named_value.databricks_secret: expected 'scope/key'")
+    sources = [("policy.named_value", s.policy.named_value)]
+    if s.policy.oauth:
+        sources += [("policy.oauth.client_id", s.policy.oauth.client_id),
+                    ("policy.oauth.client_secret", s.policy.oauth.client_secret)]
+    for w in s.workspaces:
+        if w.named_value:
+            sources.append((f"workspaces[{w.name}].named_value", w.named_value))
+        if w.oauth:
+            sources += [(f"workspaces[{w.name}].oauth.client_id", w.oauth.client_id),
+                        (f"workspaces[{w.name}].oauth.client_secret", w.oauth.client_secret)]
+    for key, source in sources:
+        _check_source(o, key, source)
+    for w in s.workspaces:
+        names = [str(src.name) for src in credentials(s, w.name).sources()]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{o}: workspace {w.name}: its token and service principal share a named value name "
+                              f"({', '.join(str(n) for n in names)})")
     if not 1 <= s.concurrency <= 64:
         raise ConfigError(f"{o}: concurrency: expected 1 to 64, got {s.concurrency}")
     if s.update_strategy not in ("in-place", "revision"):
@@ -423,3 +485,19 @@ def _check(s: Settings) -> None:
         raise ConfigError(f"{o}: prune.max_delete_fraction: expected 0 to 1, got {s.prune.max_delete_fraction}")
     if s.lock_ttl_seconds < 1:
         raise ConfigError(f"{o}: lock_ttl_seconds: must be positive")
+
+
+def _check_source(o: str, key: str, source: NamedValueSource) -> None:
+    if source.name is not None:
+        try:
+            name = render_name(source.name, workspace="workspace")
+        except ConfigError as exc:
+            raise ConfigError(f"{o}: {key}.name: {exc}") from None
+        if not NAMED_VALUE_NAME.match(name) or len(name) > 200:
+            raise ConfigError(f"{o}: {key}.name: '{source.name}' may only use letters, digits, '-', '.', '_' "
+                              "(and {workspace})")
+    given = [k for k in ("env", "key_vault", "databricks_secret", "value") if getattr(source, k)]
+    if len(given) > 1:
+        raise ConfigError(f"{o}: {key}: give one of env, key_vault, databricks_secret, value (got {', '.join(given)})")
+    if source.databricks_secret and source.databricks_secret.count("/") != 1:
+        raise ConfigError(f"{o}: {key}.databricks_secret: expected 'scope/key'")

@@ -15,15 +15,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from apimsync.apply import Progress, apply_plan
 from apimsync.backend import backend_problem
-from apimsync.config import Settings, render_name, sanitize_api_id, sanitize_path
-from apimsync.errors import ApimsyncError, ConfigError
+from apimsync.config import NamedValueSource, Settings, credentials, render_name, sanitize_api_id, sanitize_path
+from apimsync.errors import ApimsyncError, ConfigError, PolicyError
 from apimsync.model import MARKER_MAX, ActualApi, ApiSettingsView, DesiredApi, short_hash
 from apimsync.planner import Action, Failure, NamedValueChange, Plan, Skip, make_plan
 from apimsync.report import Report
-from apimsync.source import DatabricksSource, Endpoint, Fetched, Invalid, name_selected, select
+from apimsync.source import ENDPOINT_NAME, DatabricksSource, Endpoint, Fetched, Invalid, name_selected, select
 from apimsync.target import Apim
 
 if TYPE_CHECKING:
@@ -31,12 +32,14 @@ if TYPE_CHECKING:
     from azure.mgmt.apimanagement import ApiManagementClient
     from databricks.sdk import WorkspaceClient
 
+    from apimsync.secrets import NamedValueDesired
     from apimsync.transform import Pipeline
     from apimsync.verify import Target, VerifyReport
 
 log = logging.getLogger(__name__)
-ROUTE_OPTIMIZED = ("route-optimized: it answers only on its own host and only to OAuth tokens of a service principal, "
-                   "which apimsync's policies cannot obtain yet; it is not published rather than published uncallable")
+ROUTE_OPTIMIZED = ("route-optimized: it answers only on its own host and only to OAuth tokens of a service principal; "
+                   "configure policy.oauth (client_id, client_secret of a service principal with CAN_QUERY) to publish "
+                   "it, rather than publish an API nobody can call")
 
 
 class Engine:
@@ -67,22 +70,34 @@ class Engine:
 
         return load_pipeline(self.settings.pipeline)
 
-    @cached_property
-    def policy_template(self) -> str:
+    def template(self, name: str, key: str = "policy.template") -> str:
+        """A policy template's text by name or path (loaded once); ``key`` is the setting errors name."""
         from apimsync.errors import PolicyError
         from apimsync.policy import load_template
 
-        try:
-            return load_template(self.settings.policy.template)[0]
-        except PolicyError as exc:
-            raise PolicyError(f"{self.settings.origin}: policy.template: {exc}") from None
+        cache = self.__dict__.setdefault("_templates", {})
+        if name not in cache:
+            try:
+                cache[name] = load_template(name)[0]
+            except PolicyError as exc:
+                raise PolicyError(f"{self.settings.origin}: {key}: {exc}") from None
+        return str(cache[name])
+
+    def _check_templates(self) -> None:
+        """Load every configured template, so a bad file stops the run before any I/O."""
+        s = self.settings
+        self.template(s.policy.template)
+        for oauth in [s.policy.oauth, *(w.oauth for w in s.workspaces)]:
+            if oauth is not None:
+                self.template(oauth.template, "oauth.template")
 
     # -- plan ------------------------------------------------------------------------------------
 
     def plan(self, *, prune: bool | None = None, force: bool = False, only: str | None = None) -> Plan:
         """Read both sides and decide. ``only`` limits the plan to one endpoint (import) and never prunes."""
         s = self.settings
-        _ = (self.pipeline, self.policy_template)  # a bad pipeline or policy file stops the run before any I/O
+        _ = self.pipeline  # a bad pipeline or policy file stops the run before any I/O
+        self._check_templates()
         skipped: list[Skip] = []
         failures: list[Failure] = []
         chosen: list[Endpoint] = []
@@ -165,11 +180,11 @@ class Engine:
         problem = backend_problem(ep.backend_url, ep.host, self.settings.apis.backend_hosts)
         if problem:
             return Failure(ep.workspace, ep.name, "backend", problem)
-        if ep.route_optimized:
+        if ep.route_optimized and credentials(self.settings, ep.workspace).oauth is None:
             return Skip(ep.workspace, ep.name, ROUTE_OPTIMIZED, self._api_id_or_none(ep))
-        return self._desired(ep, f.spec)
+        return self._desired(ep, f.spec, synthesized=f.synthesized)
 
-    def _desired(self, ep: Endpoint, spec: dict[str, Any]) -> DesiredApi | Failure:
+    def _desired(self, ep: Endpoint, spec: dict[str, Any], *, synthesized: bool = False) -> DesiredApi | Failure:
         from apimsync.policy import render_policy
         from apimsync.spec import dump_spec
         from apimsync.transform import TransformContext, lint
@@ -199,9 +214,12 @@ class Engine:
                 return Failure(ep.workspace, ep.name, "lint", f"{len(errors)} APIM import problem(s) after transform",
                                api_id, tuple(f"{f.pointer}: {f.message} (fix: {f.hint})" for f in errors))
             stage = "policy"
-            variables = {**s.policy.variables, "named_value": s.policy.named_value.name, "endpoint": ep.name,
-                         "api_id": api_id, "workspace": ep.workspace, "backend_url": ep.backend_url}
-            policy = render_policy(self.policy_template, variables, origin=f"policy {s.policy.template}")
+            template, variables = self._policy_inputs(ep)
+            variables = {**s.policy.variables, **variables, "endpoint": ep.name, "api_id": api_id,
+                         "workspace": ep.workspace, "backend_url": ep.backend_url}
+            policy = render_policy(self.template(template), variables, origin=f"policy {template}")
+            notes = ((f"spec synthesized from task {ep.task}",) if synthesized else ()) + (
+                ("OAuth service principal",) if "client_id_name" in variables else ())
         except ApimsyncError as exc:
             return Failure(ep.workspace, ep.name, stage, str(exc))
         except (RecursionError, ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -209,11 +227,31 @@ class Engine:
             return Failure(ep.workspace, ep.name, stage, f"unexpected spec content ({type(exc).__name__}: "
                                                          f"{str(exc)[:200]})")
         desired = DesiredApi(api_id=api_id, workspace=ep.workspace, endpoint=ep.name, settings=view,
-                             spec_json=dump_spec(out), policy_xml=policy, products=s.apis.products, tags=s.apis.tags)
+                             spec_json=dump_spec(out), policy_xml=policy, products=s.apis.products, tags=s.apis.tags,
+                             notes=notes)
         if len(str(desired.marker)) > MARKER_MAX:
             return Failure(ep.workspace, ep.name, "naming", f"the ownership marker would exceed APIM's {MARKER_MAX} "
                                                             "characters (endpoint name too long)", api_id)
         return desired
+
+    def _policy_inputs(self, ep: Endpoint) -> tuple[str, dict[str, str]]:
+        """The template an endpoint's policy comes from and the credential variables it gets.
+
+        Route-optimized endpoints (and every endpoint with ``oauth.all_endpoints``) use the service principal's
+        OAuth template: a token for this endpoint only, from the workspace's ``/oidc/v1/token``."""
+        creds = credentials(self.settings, ep.workspace)
+        variables = {"named_value": str(creds.token.name)}
+        oauth = creds.oauth
+        if oauth is None or not (ep.route_optimized or oauth.all_endpoints):
+            return self.settings.policy.template, variables
+        if not ep.id or not ENDPOINT_NAME.fullmatch(ep.id):
+            raise PolicyError("the endpoint has no usable id, which its OAuth token must name (authorization_details)")
+        scope = [{"type": "workspace_permission", "object_type": "serving-endpoints",
+                  "object_path": f"/serving-endpoints/{ep.id}", "actions": ["query_inference_endpoint"]}]
+        return oauth.template, {
+            **variables, "client_id_name": str(oauth.client_id.name),
+            "client_secret_name": str(oauth.client_secret.name), "token_url": f"{ep.host.rstrip('/')}/oidc/v1/token",
+            "authorization_details": quote(json.dumps(scope, separators=(",", ":")), safe="")}
 
     def _actual(self, workspaces: list[str]) -> list[ActualApi]:
         """Every API in the service; owned ones (from these workspaces) with their policy and links."""
@@ -234,19 +272,32 @@ class Engine:
         return out
 
     def _named_values(self, desired: list[DesiredApi]) -> list[NamedValueChange]:
+        """The named values the policies read: those apimsync keeps (each workspace's token and service principal)
+        are planned; any other must already exist in APIM."""
         from apimsync.policy import named_value_refs
         from apimsync.secrets import resolve_named_value
 
-        source = self.settings.policy.named_value
+        kept: dict[str, tuple[NamedValueSource, str]] = {}
+        for ws in sorted({d.workspace for d in desired}):
+            creds = credentials(self.settings, ws)
+            kept[str(creds.token.name)] = (creds.token, "named_value")
+            if creds.oauth:
+                kept[str(creds.oauth.client_id.name)] = (creds.oauth.client_id, "oauth.client_id")
+                kept[str(creds.oauth.client_secret.name)] = (creds.oauth.client_secret, "oauth.client_secret")
         refs = set().union(*(named_value_refs(d.policy_xml) for d in desired))
-        for ref in sorted(refs - {source.name}):
+        for ref in sorted(refs - set(kept)):
             if self.apim.get_named_value(ref) is None:
                 raise ConfigError(f"the policy references named value '{ref}', which does not exist in APIM")
-        if source.name not in refs:
-            return []
-        want = resolve_named_value(source, env=self._env)
-        have = self.apim.get_named_value(source.name)
-        kind = "key_vault" if want.key_vault_id else "databricks_secret" if source.databricks_secret else "env"
+        changes = []
+        for name in sorted(refs & set(kept)):
+            source, key = kept[name]
+            changes.append(self._named_value_change(resolve_named_value(source, env=self._env, key=key), source))
+        return changes
+
+    def _named_value_change(self, want: NamedValueDesired, source: NamedValueSource) -> NamedValueChange:
+        have = self.apim.get_named_value(want.name)
+        kind = ("key_vault" if want.key_vault_id else "databricks_secret" if source.databricks_secret else
+                "value" if source.value else "env")
         reasons: list[str] = []
         if have is None:
             action, reasons = Action.CREATE, ["missing"]
@@ -259,8 +310,8 @@ class Engine:
                     have.key_vault_id or have.value_fingerprint != want.secret_value.fingerprint()):
                 reasons.append("value changed (token rotated)")
             action = Action.UPDATE if reasons else Action.NOOP
-        return [NamedValueChange(source.name, action, tuple(reasons), kind, want.secret_value, want.key_vault_id,
-                                 want.identity_client_id)]
+        return NamedValueChange(want.name, action, tuple(reasons), kind, want.secret_value, want.key_vault_id,
+                                want.identity_client_id)
 
     # -- verify ----------------------------------------------------------------------------------
 

@@ -74,6 +74,7 @@ class DesiredApi:
     policy_xml: str
     products: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # shown in the plan (a synthesized spec, the OAuth policy); not part of the hashes
 
     @property
     def marker(self) -> Marker:

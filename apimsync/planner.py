@@ -47,9 +47,14 @@ class Change:
     desired: DesiredApi | None = field(default=None, compare=False, repr=False)
     actual: ActualApi | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def notes(self) -> tuple[str, ...]:
+        return self.desired.notes if self.desired is not None else ()
+
     def to_dict(self) -> dict[str, Any]:
         return {"api_id": self.api_id, "action": self.action.value, "reasons": list(self.reasons),
-                "workspace": self.workspace, "endpoint": self.endpoint, "writes": list(self.writes)}
+                "workspace": self.workspace, "endpoint": self.endpoint, "writes": list(self.writes),
+                "notes": list(self.notes)}
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,8 @@ class Plan:
         for c in sorted(self.changes, key=lambda c: (c.action is Action.NOOP, c.api_id)):
             where = f" <- {c.workspace}/{c.endpoint}" if c.endpoint else ""
             lines.append(f"  {SYMBOL[c.action]} {c.api_id}{where} ({c.action.value})"
-                         + (f": {'; '.join(c.reasons)}" if c.reasons else ""))
+                         + (f": {'; '.join(c.reasons)}" if c.reasons else "")
+                         + (f" [{'; '.join(c.notes)}]" if c.notes else ""))
         for s in self.skipped:
             lines.append(f"  ! skipped {s.workspace}/{s.endpoint}: {s.reason}")
         for f in self.failures:

@@ -72,17 +72,21 @@ def databricks_dbutils() -> Any | None:
         return None
 
 
-def resolve_named_value(source: NamedValueSource, env: Mapping[str, str] | None = None) -> NamedValueDesired:
-    """Where the named value's value comes from, read now (Key Vault references are left to APIM)."""
+def resolve_named_value(source: NamedValueSource, env: Mapping[str, str] | None = None,
+                        key: str = "policy.named_value") -> NamedValueDesired:
+    """Where the named value's value comes from, read now (Key Vault references are left to APIM); ``key`` is the
+    configuration key errors name."""
     env = os.environ if env is None else env
-    key = "policy.named_value"
+    name = str(source.name)
+    if source.value:
+        return NamedValueDesired(name, Secret(source.value), None, None)
     if source.key_vault:
-        return NamedValueDesired(source.name, None, source.key_vault, source.identity_client_id)
+        return NamedValueDesired(name, None, source.key_vault, source.identity_client_id)
     if source.env:
         value = env.get(source.env, "")
         if not value.strip():
             raise ConfigError(f"{key}.env: environment variable {source.env} is not set or empty")
-        return NamedValueDesired(source.name, Secret(value), None, None)
+        return NamedValueDesired(name, Secret(value), None, None)
     if source.databricks_secret:
         dbutils = databricks_dbutils()
         if dbutils is None:
@@ -92,6 +96,6 @@ def resolve_named_value(source: NamedValueSource, env: Mapping[str, str] | None 
             value = dbutils.secrets.get(scope=scope, key=name)
         except Exception:
             raise ConfigError(f"{key}.databricks_secret: cannot read secret {scope}/{name}") from None
-        return NamedValueDesired(source.name, Secret(value), None, None)
-    raise ConfigError(f"{key}: the policy references named value '{source.name}'; set one of env, key_vault, "
-                      "databricks_secret")
+        return NamedValueDesired(name, Secret(value), None, None)
+    raise ConfigError(f"{key}: the policy references named value '{name}'; set one of env, key_vault, "
+                      "databricks_secret" + (", value" if "client_id" in key else ""))

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from apimsync.__about__ import __version__
 from apimsync.config import Selection, Workspace
@@ -38,6 +39,7 @@ class Endpoint:
     config_version: str | None = None
     route_optimized: bool = False
     endpoint_url: str | None = None
+    id: str | None = None  # what an OAuth token's authorization_details names
 
     @property
     def backend_url(self) -> str:
@@ -85,6 +87,7 @@ class Endpoint:
             tags=tags, task=_field(item, "task", str), endpoint_type=_field(item, "endpoint_type", str),
             served_entities=tuple(names), config_version=None if version is None else str(version),
             route_optimized=bool(route_optimized), endpoint_url=_field(item, "endpoint_url", str),
+            id=_field(item, "id", str),
         )
 
 
@@ -126,6 +129,7 @@ class Fetched:
     spec: dict[str, Any] | None = None
     skip_reason: str | None = None  # held back on purpose (no schema available)
     error: str | None = None  # failed (network, auth, unreadable spec)
+    synthesized: bool = False  # Databricks serves no schema: the spec was built from the endpoint's task
 
 
 def select(endpoints: list[Endpoint], selection: Selection) -> tuple[list[Endpoint], list[tuple[Endpoint, str]]]:
@@ -171,9 +175,31 @@ class DatabricksSource:
         except Exception as exc:  # the SDK raises ValueError and friends for config problems
             raise SourceError(f"workspace {self.workspace.name}: {_one_line(exc)}") from exc
 
-    @property
+    @cached_property
     def host(self) -> str:
-        return str(self.client.config.host)
+        """The workspace URL: the backend host of its APIs and the issuer of their OAuth tokens.
+
+        databricks-sdk's runtime auth (in a notebook or job) ignores a configured host and connects to the current
+        workspace (databricks-sdk-py#202), and on classic compute reports a regional URL as its host
+        (databricks-sdk-py#1039): neither may become a backend, so both are refused here with what to do."""
+        name = self.workspace.name
+        connected = normalise_host(str(self.client.config.host))
+        if self.workspace.host:
+            configured = normalise_host(self.workspace.host)
+            if connected != configured:
+                raise SourceError(
+                    f"workspace {name}: configured host {configured}, but databricks-sdk connected to {connected} "
+                    f"({self.client.config.auth_type} auth: runtime auth always uses the current workspace); give "
+                    "this workspace its own credentials (a profile, a token or OAuth) so apimsync reads the workspace "
+                    "it publishes")
+            return configured
+        runtime = runtime_workspace_url()
+        if runtime:
+            return runtime
+        if REGIONAL_HOST.match(connected):
+            raise SourceError(f"workspace {name}: databricks-sdk reports the regional URL {connected}, not the "
+                              "workspace URL; set workspaces[].host to https://adb-<id>.<n>.azuredatabricks.net")
+        return connected
 
     def list_endpoints(self) -> list[Endpoint | Invalid]:
         """All serving endpoints; the raw list keeps fields the SDK's dataclasses drop (endpoint_type)."""
@@ -186,21 +212,24 @@ class DatabricksSource:
             if items is None:
                 return []
             raise SourceError(f"workspace {self.workspace.name}: the endpoint list is {_kind(items)}, not a list")
+        host = self.host  # a wrong host fails the workspace, not each endpoint
         out: list[Endpoint | Invalid] = []
         for i, item in enumerate(items):
             try:
-                out.append(Endpoint.from_api(self.workspace.name, self.host, item))
+                out.append(Endpoint.from_api(self.workspace.name, host, item))
             except SourceError as exc:
                 name = item.get("name") if isinstance(item, Mapping) else None
                 out.append(Invalid(self.workspace.name, name if isinstance(name, str) else f"#{i}", str(exc)))
         return out
 
     def fetch(self, endpoint: Endpoint) -> Fetched:
-        """Details (route optimisation) and the OpenAPI spec of one endpoint."""
+        """Details (route optimisation, id) and the OpenAPI spec of one endpoint; where Databricks serves no spec
+        and the endpoint's task has a known shape, a synthesized one."""
         from databricks.sdk.errors import DatabricksError
 
         from apimsync.files import MAX_SPEC_BYTES
         from apimsync.spec import load_spec
+        from apimsync.synthesize import spec_for_task
 
         if not ENDPOINT_NAME.fullmatch(endpoint.name):
             # checked before the name becomes part of a URL: "../x" or "a?b" must never address something else
@@ -208,28 +237,72 @@ class DatabricksSource:
                                            "'-', '_'); refused before it reaches a URL")
         try:
             detail = self.client.api_client.do("GET", f"/api/2.0/serving-endpoints/{endpoint.name}")
-            if isinstance(detail, dict):
-                try:
-                    if detail.get("name") != endpoint.name:
-                        raise SourceError(f"name: asked for '{endpoint.name}', got {_kind(detail.get('name'))}")
-                    endpoint = Endpoint.from_api(endpoint.workspace, endpoint.host, {**detail, "tags": detail.get(
-                        "tags") or [{"key": k, "value": v} for k, v in endpoint.tags.items()]})
-                except SourceError as exc:
-                    return Fetched(endpoint, error=f"the endpoint's details: {exc}")
+        except DatabricksError as exc:
+            if _status_of(exc) == 404:
+                return Fetched(endpoint, skip_reason=f"the endpoint disappeared since it was listed ({_one_line(exc)})")
+            return Fetched(endpoint, error=f"reading the endpoint: {_one_line(exc)}")
+        except Exception as exc:  # timeouts, connection errors: the SDK already retried
+            return Fetched(endpoint, error=f"reading the endpoint: {_one_line(exc)}")
+        try:
+            if not isinstance(detail, dict) or detail.get("name") != endpoint.name:
+                raise SourceError(f"name: asked for '{endpoint.name}', got "
+                                  f"{_kind(detail.get('name') if isinstance(detail, dict) else detail)}")
+            endpoint = Endpoint.from_api(endpoint.workspace, endpoint.host, {**detail, "tags": detail.get(
+                "tags") or [{"key": k, "value": v} for k, v in endpoint.tags.items()]})
+        except SourceError as exc:
+            return Fetched(endpoint, error=f"the endpoint's details: {exc}")
+        try:
             raw = self.client.serving_endpoints.get_open_api(endpoint.name).contents
             body = raw.read(MAX_SPEC_BYTES + 1) if raw is not None else b""  # load_spec refuses what is over
         except DatabricksError as exc:
-            status = _status_of(exc)
-            if status is not None and 400 <= status < 500 and status not in (401, 403, 429):
-                return Fetched(endpoint, skip_reason=f"no schema available ({_one_line(exc)})")
-            return Fetched(endpoint, error=f"fetching the spec: {_one_line(exc)}")
-        except Exception as exc:  # timeouts, connection errors: the SDK already retried
+            if not means_no_schema(exc):
+                return Fetched(endpoint, error=f"fetching the spec: {_one_line(exc)}")
+            synthesized = spec_for_task(endpoint.task, endpoint.name)
+            if synthesized is not None:
+                return Fetched(endpoint, spec=synthesized, synthesized=True)
+            return Fetched(endpoint, skip_reason=f"no schema available ({_one_line(exc)})")
+        except Exception as exc:
             return Fetched(endpoint, error=f"fetching the spec: {_one_line(exc)}")
         try:
             spec = load_spec(body, origin=f"spec of endpoint {endpoint.name}")
         except SpecError as exc:
             return Fetched(endpoint, error=str(exc))
         return Fetched(endpoint, spec=spec)
+
+
+def means_no_schema(exc: Exception) -> bool:
+    """Whether an error from ``GET /serving-endpoints/{name}/openapi`` means "this endpoint has no schema", as
+    opposed to a failure to report. Only after the endpoint's own GET succeeded: then a 404 can only mean that its
+    schema is missing (a served model logged without a signature; observed: RESOURCE_DOES_NOT_EXIST). Every other
+    answer (400, 401, 403, 429, 5xx) is a failure with Databricks' message."""
+    return _status_of(exc) == 404
+
+
+# Azure's regional control-plane hosts (westeurope-c2.azuredatabricks.net), never a workspace's own URL (adb-...)
+REGIONAL_HOST = re.compile(r"^https://(?!adb-)[a-z]+[0-9]*(?:-c\d+)?\.azuredatabricks\.net$")
+
+
+def normalise_host(host: str) -> str:
+    """``https://`` when there is no scheme, lower-case host, no default port, no trailing slash (as the SDK does)."""
+    url = host if "://" in host else f"https://{host}"
+    parts = urlsplit(url.rstrip("/"))
+    netloc = (parts.hostname or "").lower() + (f":{parts.port}" if parts.port and parts.port != 443 else "")
+    return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def runtime_workspace_url() -> str | None:
+    """On Databricks (notebook or job): the workspace URL from the notebook context's browserHostName."""
+    from apimsync.secrets import databricks_dbutils
+
+    dbutils = databricks_dbutils()
+    if dbutils is None:
+        return None
+    try:
+        context = dbutils.notebook.entry_point.getDbutils().notebook().getContext()
+        host = context.browserHostName().get()
+    except Exception:  # not a notebook context (or an older runtime): the configured host must do
+        return None
+    return normalise_host(str(host)) if host else None
 
 
 def _status_of(exc: Exception) -> int | None:

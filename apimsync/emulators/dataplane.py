@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 AZURE_DATABRICKS_RESOURCE = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d"
 INPUT_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 TOKEN_LIFETIME_S = 3600
-_CHAT_TASKS = ("llm/v1/chat", "agent/v1/chat")
+_CHAT_TASKS = ("llm/v1/chat", "agent/v1/chat", "agent/v2/chat")
 
 
 def error(status: int, code: str | int, message: str) -> Response:
@@ -126,6 +126,7 @@ class DataPlane:
         self.workspace = workspace
         self._lock = threading.Lock()
         self._counters: dict[str, itertools.count[int]] = {}
+        self.tokens_issued = 0  # OAuth tokens minted by /oidc/v1/token
         self.calls: dict[str, int] = {}  # "<endpoint>/<served entity>" -> answered queries
 
     # -- OAuth ----------------------------------------------------------------------------------------
@@ -159,6 +160,7 @@ class DataPlane:
                 return Response.json(400, {"error": "invalid_request",
                                            "error_description": "authorization_details is not valid"})
         token, lifetime = self.workspace.identities.mint(client_id, endpoints)
+        self.tokens_issued += 1
         return Response.json(200, {"access_token": token, "token_type": "Bearer", "expires_in": lifetime,
                                    "scope": form.get("scope", "all-apis")})
 
@@ -183,8 +185,9 @@ class DataPlane:
         if (item.get("state") or {}).get("ready") != "READY":
             return error(400, "INVALID_STATE", f"Endpoint '{name}' is not ready to serve requests.")
         entities = [e.get("name") for e in (item.get("config") or {}).get("served_entities", [])]
-        if entity is None:
-            entity = self._route(name, self.workspace.traffic(item))
+        if entity is None:  # Agent Bricks endpoints list no served entity ("config": {}): the endpoint answers
+            routes = self.workspace.traffic(item)
+            entity = self._route(name, routes) if routes else name
         elif entity not in entities:
             return error(404, "RESOURCE_DOES_NOT_EXIST", f"Served model '{entity}' does not exist in endpoint "
                                                          f"'{name}'.")
@@ -243,6 +246,8 @@ def check_payload(task: str | None, operation: dict[str, Any], body: Any) -> str
         return "Missing required field 'input'."
     if task == "llm/v1/completions" and "prompt" not in body:
         return "Missing required field 'prompt'."
+    if task == "agent/v1/responses" and "input" not in body:
+        return "Missing required field 'input'."
     if task is None:
         given = [k for k in INPUT_KEYS if k in body]
         if len(given) != 1:  # MLflow's scoring server (mlflow/pyfunc/scoring_server), which serving runs
@@ -290,19 +295,23 @@ def _rows(body: dict[str, Any]) -> int:
 
 def answer(task: str | None, operation: dict[str, Any], body: dict[str, Any], entity: str) -> Any:
     """A deterministic answer in the shape the endpoint documents."""
-    if task in ("llm/v1/chat", "llm/v1/completions"):
+    if task in _CHAT_TASKS or task == "llm/v1/completions":
         prompt = json.dumps(body.get("messages") or body.get("prompt") or "")
         prompt_tokens = max(1, len(prompt.split()))
         text = f"Emulated answer from {entity}."
         choice: dict[str, Any] = {"index": 0, "finish_reason": "stop"}
-        if task == "llm/v1/chat":
+        if task in _CHAT_TASKS:
             choice["message"] = {"role": "assistant", "content": text}
         else:
             choice["text"] = text
-        return {"id": f"chatcmpl-{entity}", "object": "chat.completion" if task == "llm/v1/chat"
+        return {"id": f"chatcmpl-{entity}", "object": "chat.completion" if task in _CHAT_TASKS
                 else "text_completion", "created": 1700000000, "model": entity, "choices": [choice],
                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 5,
                           "total_tokens": prompt_tokens + 5}}
+    if task == "agent/v1/responses":  # the OpenAI Responses shape
+        return {"id": f"resp-{entity}", "object": "response", "created_at": 1700000000, "model": entity,
+                "output": [{"type": "message", "id": "msg-1", "role": "assistant", "status": "completed",
+                            "content": [{"type": "output_text", "text": f"Emulated answer from {entity}."}]}]}
     if task == "llm/v1/embeddings":
         inputs = body.get("input")
         count = len(inputs) if isinstance(inputs, list) else 1

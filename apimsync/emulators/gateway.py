@@ -14,6 +14,7 @@ the call to its backend, as API Management does.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -88,6 +89,11 @@ class Gateway:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[Any, float]] = {}
         self.calls: dict[str, int] = {}  # api id -> requests answered by the backend
+
+    def clear_cache(self) -> None:
+        """Forget cached values (as a cache purge would): the next call runs the policy's cache misses."""
+        with self._lock:
+            self._cache.clear()
 
     # -- the app ----------------------------------------------------------------------------------------
 
@@ -308,6 +314,9 @@ _RESPONSE_FIELD = re.compile(
     r'(?:\.ToString\(\))?$')
 _CONTAINS = re.compile(r'^(!)?context\.Variables\.ContainsKey\("([^"]+)"\)$')
 _STRING = re.compile(r'^"((?:[^"\\]|\\.)*)"$')
+# System.Convert and System.Text.Encoding are among the .NET types policy expressions may use (Learn: "API
+# Management policy expressions", allowed types); this is how a policy builds a Basic authorization header
+_BASE64 = re.compile(r'^Convert\.ToBase64String\(Encoding\.UTF8\.GetBytes\(("(?:[^"\\]|\\.)*")\)\)$')
 
 
 def _evaluate(text: str, call: _Call) -> Any:
@@ -345,6 +354,9 @@ def _split_plus(expression: str) -> list[str]:
 def _term(term: str, call: _Call, whole: str) -> Any:
     if _STRING.match(term):
         return json.loads(term)
+    found = _BASE64.match(term)
+    if found:
+        return base64.b64encode(json.loads(found.group(1)).encode("utf-8")).decode("ascii")
     found = _VARIABLE.match(term)
     if found:
         name = found.group(1) or found.group(2)

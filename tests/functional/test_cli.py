@@ -49,7 +49,7 @@ def test_plan_sync_plan_with_exit_codes(configured: Path) -> None:
     code, out, _ = run("-o", "json", "sync", "--config", str(configured))
     assert code == 0
     report = json.loads(out)
-    assert report["ok"] is True and report["plan"]["summary"].startswith("Plan: 7 to create")
+    assert report["ok"] is True and report["plan"]["summary"].startswith("Plan: 8 to create")
     code, out, _ = run("plan", "--config", str(configured), "--detailed-exitcode", "-o", "json")
     assert code == 0 and json.loads(out)["has_changes"] is False
 
@@ -101,7 +101,7 @@ def test_real_process_help_and_json_plan(configured: Path) -> None:
     plan = subprocess.run([sys.executable, "-m", "apimsync", "-o", "json", "plan", "--config", str(configured)],
                           capture_output=True, text=True, env=env, timeout=120)
     assert plan.returncode == 0, plan.stderr
-    assert json.loads(plan.stdout)["summary"].startswith("Plan: 7 to create")
+    assert json.loads(plan.stdout)["summary"].startswith("Plan: 8 to create")
     assert "Traceback" not in plan.stderr
 
 
@@ -126,8 +126,8 @@ def test_job_entry_point_named_parameters(configured: Path, sandbox: Sandbox,
     capsys.readouterr()
     assert job_main([f"--config={configured}", "--output=json", "--concurrency=2"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["ok"] is True and len(report["outcomes"]) == 7
-    assert sandbox.apim.stats()["apis"] == 7
+    assert report["ok"] is True and len(report["outcomes"]) == 8
+    assert sandbox.apim.stats()["apis"] == 8
     assert job_main(["positional"]) == 2
     assert job_main([f"--config={configured}", "--prune=perhaps"]) == 2
 

@@ -15,7 +15,8 @@ from azure.mgmt.apimanagement.models import NamedValueCreateContract, PolicyCont
 from click.testing import CliRunner
 
 from apimsync.cli import main
-from apimsync.emulators.sandbox import Sandbox
+from apimsync.config import settings_from_mapping
+from apimsync.emulators.sandbox import Sandbox, token_named_value
 from apimsync.target import location_poller
 
 DATA = Path(__file__).resolve().parents[1] / "data"  # official examples, copied from shared/contracts
@@ -40,7 +41,7 @@ def synced(sandbox: Sandbox) -> Sandbox:
 def test_every_published_api_answers_2xx_through_the_gateway(synced: Sandbox) -> None:
     report = synced.engine().verify()
     published = {o.api_id for o in synced.engine().plan().changes}
-    assert {c.api_id for c in report.checks} == published and len(published) == 7
+    assert {c.api_id for c in report.checks} == published and len(published) == 8
     assert report.ok, str(report)
     assert all(c.status == 200 and c.url.endswith("/invocations") for c in report.checks)
     # the model answered each one: the data plane counted one scored request per endpoint
@@ -89,15 +90,17 @@ def test_subscription_keys_are_enforced_as_apim_does(synced: Sandbox) -> None:
 def test_a_wrong_token_in_the_named_value_is_a_credential_failure(synced: Sandbox) -> None:
     client = synced.apim.client()
     client.named_value.begin_create_or_update(
-        synced.apim.RESOURCE_GROUP, synced.apim.SERVICE, "databricks-token",
-        NamedValueCreateContract(display_name="databricks-token", value="dapi-of-another-workspace", secret=True),
+        synced.apim.RESOURCE_GROUP, synced.apim.SERVICE, token_named_value(),
+        NamedValueCreateContract(display_name=token_named_value(), value="dapi-of-another-workspace", secret=True),
         polling=location_poller(0.02)).result()
     refused = call(synced, "serving/churn-classifier/invocations", {"dataframe_records": [CHURN_ROW]})
     # an unknown token: 403 {"error_code": 403, "message": "Invalid access token."} (databricks-sdk-go issue 873)
     assert refused.status_code == 403 and refused.json()["message"] == "Invalid access token."
     report = synced.engine().verify()
     assert not report.ok and report.exit_code == 1
-    assert {c.diagnosis for c in report.checks} == {"credential"}
+    by_diagnosis = {c.api_id: c.diagnosis for c in report.checks}
+    assert by_diagnosis.pop("dbx-ranker-route-optimized") == "ok", "OAuth: the token named value is not used"
+    assert set(by_diagnosis.values()) == {"credential"}
 
 
 def test_managed_identity_policy_reaches_the_model_only_when_registered(sandbox: Sandbox) -> None:
@@ -106,7 +109,9 @@ def test_managed_identity_policy_reaches_the_model_only_when_registered(sandbox:
     assert sandbox.engine(settings).verify().ok
     sandbox.databricks.identities.entra_apps.clear()  # the identity is no longer a service principal there
     checks = sandbox.engine(settings).verify().checks
-    assert {(c.status, c.diagnosis) for c in checks} == {(403, "credential")}
+    # the route-optimized endpoint uses the service principal's OAuth token, not the managed identity
+    assert {(c.status, c.diagnosis) for c in checks if c.api_id != "dbx-ranker-route-optimized"} == {
+        (403, "credential")}
 
 
 def test_the_traffic_split_is_honoured_on_invocations(synced: Sandbox) -> None:
@@ -179,13 +184,42 @@ def test_route_optimized_endpoints_take_only_oauth_tokens_on_their_own_host(sand
     assert wrong_secret.status_code == 401 and wrong_secret.json()["error"] == "invalid_client"
 
 
-def test_route_optimized_endpoints_are_not_published_uncallable(synced: Sandbox) -> None:
-    skipped = {s.endpoint: s.reason for s in synced.engine().plan().skipped}
-    assert "OAuth" in skipped["ranker-route-optimized"]
+def test_route_optimized_without_a_service_principal_is_skipped_not_published_uncallable(sandbox: Sandbox) -> None:
+    config = sandbox.config()
+    del config["policy"]["oauth"]
+    engine = sandbox.engine(settings_from_mapping(config))
+    engine.sync()
+    skipped = {s.endpoint: s.reason for s in engine.plan().skipped}
+    assert "configure policy.oauth" in skipped["ranker-route-optimized"]
     # published by hand with the workspace PAT policy, it would be refused: that is what the skip prevents
-    names = [a.name for a in synced.apim.client().api.list_by_service(synced.apim.RESOURCE_GROUP,
-                                                                      synced.apim.SERVICE)]
-    assert "dbx-ranker-route-optimized" not in names
+    names = [a.name for a in sandbox.apim.client().api.list_by_service(sandbox.apim.RESOURCE_GROUP,
+                                                                       sandbox.apim.SERVICE)]
+    assert "dbx-ranker-route-optimized" not in names and len(names) == 7
+
+
+def test_route_optimized_is_called_with_an_oauth_token_the_gateway_obtains_and_caches(synced: Sandbox) -> None:
+    """The shipped oauth-service-principal template: a client-credentials token from the workspace's
+    /oidc/v1/token (basic auth with the client id and secret named values), scoped to this endpoint's id by
+    authorization_details, cached for 50 minutes (tokens live 60), sent to the endpoint's own host."""
+    db = synced.databricks
+    body = {"dataframe_records": [{"query": "q", "doc": "d"}]}
+    before = db.data_plane.tokens_issued
+    answers = [call(synced, "serving/ranker-route-optimized/invocations", body) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 200], answers[0].text
+    assert db.data_plane.tokens_issued - before <= 1, "one token for several calls: it is cached"
+    assert synced.databricks.stats()["invocations"].get("ranker-route-optimized/ranker-2", 0) >= 3
+    policy = synced.apim.client().api_policy.get(synced.apim.RESOURCE_GROUP, synced.apim.SERVICE,
+                                                 "dbx-ranker-route-optimized", "policy").value
+    assert "{{databricks-sp-secret-emulator}}" in policy and "Bearer {{" not in policy
+    # a wrong secret: Databricks refuses the client, the gateway answers 500 and verify names the credential
+    client = synced.apim.client()
+    client.named_value.begin_create_or_update(
+        synced.apim.RESOURCE_GROUP, synced.apim.SERVICE, "databricks-sp-secret-emulator",
+        NamedValueCreateContract(display_name="databricks-sp-secret-emulator", value="wrong", secret=True),
+        polling=location_poller(0.02)).result()
+    synced.apim.gateway.clear_cache()
+    refused = call(synced, "serving/ranker-route-optimized/invocations", body)
+    assert refused.status_code == 500 and "access_token" in refused.json()["message"]
 
 
 def test_arm_reads_the_gateway_url_and_the_all_access_key(synced: Sandbox) -> None:
@@ -238,11 +272,11 @@ def test_verify_cli_exit_codes_and_the_key_is_never_printed(synced: Sandbox, tmp
     config = tmp_path / "apimsync.yaml"
     config.write_text(synced.config_yaml(), encoding="utf-8")
     env = synced.env()
-    for name in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "APIMSYNC_DEMO_TOKEN"):
+    for name in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "APIMSYNC_DEMO_TOKEN", "APIMSYNC_DEMO_SP_SECRET"):
         monkeypatch.setenv(name, env[name])
     result = CliRunner().invoke(main, ["verify", "--config", str(config)])
     assert result.exit_code == 0, result.output
-    assert "Verified 7 of 7" in result.stdout and synced.apim.subscription_key not in result.output
+    assert "Verified 8 of 8" in result.stdout and synced.apim.subscription_key not in result.output
     result = CliRunner().invoke(main, ["-o", "json", "verify", "--config", str(config), "churn-classifier"])
     assert result.exit_code == 0 and [c["endpoint"] for c in json.loads(result.stdout)["checks"]] == [
         "churn-classifier"]

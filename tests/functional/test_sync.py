@@ -25,8 +25,8 @@ def test_first_sync_creates_every_api_with_policy_and_named_value(sandbox: Sandb
     created = {o.api_id for o in report.outcomes if o.action is Action.CREATE and o.ok}
     skipped = {s.endpoint for s in report.plan.skipped}
     assert created, "fixtures should produce APIs"
-    assert skipped == {"fraud-scorer", "legacy-no-signature", "ranker-route-optimized"}, \
-        "NOT_READY, schema-less and route-optimized (OAuth only) fixtures are skipped with a reason"
+    assert skipped == {"fraud-scorer", "legacy-no-signature"}, \
+        "NOT_READY and schema-less fixtures are skipped with a reason"
     assert all(s.reason for s in report.plan.skipped)
     client = sandbox.apim.client()
     rg, svc = sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
@@ -35,20 +35,24 @@ def test_first_sync_creates_every_api_with_policy_and_named_value(sandbox: Sandb
         api = client.api.get(rg, svc, api_id)
         assert api.api_revision_description.startswith("apimsync:1 ")
         endpoint = api_id.removeprefix("dbx-")
-        assert api.service_url == f"{sandbox.databricks.url}/serving-endpoints/{endpoint}"
         policy = client.api_policy.get(rg, svc, api_id, "policy", format="rawxml").value
         root = ET.fromstring(policy)
         header = root.find("./inbound/set-header[@name='Authorization']/value")
         assert header is not None
-        assert header.text == "Bearer {{databricks-token}}"
+        if endpoint == "ranker-route-optimized":  # its own host, and an OAuth token the policy obtains
+            assert api.service_url.startswith(sandbox.databricks.dedicated_url)
+            assert header.text == '@("Bearer " + (string)context.Variables["databricks-token"])'
+            continue
+        assert api.service_url == f"{sandbox.databricks.url}/serving-endpoints/{endpoint}"
+        assert header.text == "Bearer {{databricks-token-emulator}}"
         assert list(client.api_operation.list_by_api(rg, svc, api_id)), f"{api_id} has operations"
-    nv = client.named_value.get(rg, svc, "databricks-token")
+    nv = client.named_value.get(rg, svc, "databricks-token-emulator")
     assert nv.secret is True
     assert nv.value is None
-    assert client.named_value.list_value(rg, svc, "databricks-token").value == DEMO_TOKEN
+    assert client.named_value.list_value(rg, svc, "databricks-token-emulator").value == DEMO_TOKEN
     # at most 2 writes per new API, plus the named value and the lock (take + release)
     writes = sandbox.apim.stats()["writes"]
-    assert writes <= 2 * len(created) + 1 + 2
+    assert writes <= 2 * len(created) + len(report.plan.named_values) + 2
 
 
 def test_second_sync_is_all_noop_with_zero_writes(sandbox: Sandbox) -> None:
@@ -102,11 +106,12 @@ def test_policy_change_and_token_rotation(sandbox: Sandbox) -> None:
     client = sandbox.apim.client()
     rg, svc = sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
     report = sandbox.engine(env={DEMO_TOKEN_ENV: "dapi-rotated"}).sync()
-    assert [n.reasons for n in report.plan.named_values] == [("value changed (token rotated)",)]
-    assert client.named_value.list_value(rg, svc, "databricks-token").value == "dapi-rotated"
+    assert {n.name: n.reasons for n in report.plan.named_values if n.reasons} == {
+        "databricks-token-emulator": ("value changed (token rotated)",)}
+    assert client.named_value.list_value(rg, svc, "databricks-token-emulator").value == "dapi-rotated"
     assert not [c for c in report.plan.changes if c.action is not Action.NOOP]
     settings = sandbox.settings(policy={"template": "managed-identity-auth", "named_value": {
-        "name": "databricks-token", "env": DEMO_TOKEN_ENV}})
+        "env": DEMO_TOKEN_ENV}})
     report = sandbox.engine(settings).sync()
     assert report.ok
     updated = [c for c in report.plan.changes if c.action is Action.UPDATE]
@@ -269,13 +274,14 @@ def test_products_and_tags_are_linked_once(sandbox: Sandbox) -> None:
 
 def test_key_vault_named_value_is_a_reference(sandbox: Sandbox) -> None:
     kv = "https://my-vault.vault.azure.net/secrets/databricks-token"
-    settings = sandbox.settings(policy={"named_value": {"name": "databricks-token", "key_vault": kv}})
+    settings = sandbox.settings(policy={"named_value": {"name": "databricks-token", "key_vault": kv}, "oauth": None})
     report = sandbox.engine(settings).sync()
     assert report.ok, report.failed
     nv = sandbox.apim.client().named_value.get(sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE, "databricks-token")
     assert nv.secret is True and nv.key_vault.secret_identifier == kv
     assert not sandbox.engine(settings).plan().named_values[0].reasons
-    moved = sandbox.settings(policy={"named_value": {"name": "databricks-token", "key_vault": kv + "-v2"}})
+    moved = sandbox.settings(policy={"named_value": {"name": "databricks-token", "key_vault": kv + "-v2"},
+                                     "oauth": None})
     assert sandbox.engine(moved).plan().named_values[0].reasons == ("Key Vault reference changed",)
 
 

@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from apimsync.emulators._server import FaultRule
-from apimsync.emulators.sandbox import DEMO_TOKEN_ENV, Sandbox
+from apimsync.emulators.sandbox import DEMO_SP_SECRET, DEMO_SP_SECRET_ENV, DEMO_TOKEN_ENV, Sandbox
 from apimsync.errors import LockError
 
-READY = 7  # route-optimized is skipped: it needs OAuth
+READY = 8  # APIs the shipped fixtures produce (not READY and schema-less ones are skipped)
 
 
 def api_ids(box: Sandbox) -> list[str]:
@@ -134,13 +134,14 @@ def test_broken_spec_fails_its_endpoint_only(sandbox: Sandbox, case: str) -> Non
 
 
 SECRETS = {"databricks": "dapi-SECRET-databricks-0001", "named_value": "dapi-SECRET-named-value-0002",
-           "azure": "azure-SECRET-client-0003"}
+           "azure": "azure-SECRET-client-0003", "service principal": "dose-SECRET-sp-0004"}
 
 
 def test_secrets_never_leak(sandbox: Sandbox, tmp_path: Path, config: Path) -> None:
     sandbox.databricks.token = SECRETS["databricks"]
     env = {"DATABRICKS_TOKEN": SECRETS["databricks"], DEMO_TOKEN_ENV: SECRETS["named_value"],
-           "AZURE_CLIENT_SECRET": SECRETS["azure"], "AZURE_CLIENT_ID": "cid", "AZURE_TENANT_ID": "tid"}
+           "AZURE_CLIENT_SECRET": SECRETS["azure"], "AZURE_CLIENT_ID": "cid", "AZURE_TENANT_ID": "tid",
+           DEMO_SP_SECRET_ENV: SECRETS["service principal"]}
     plan_file = tmp_path / "plan.json"
     outputs = []
     for args in (["--debug", "plan", "--out", str(plan_file)], ["--debug", "-o", "json", "sync"],
@@ -163,7 +164,8 @@ def test_secrets_never_leak(sandbox: Sandbox, tmp_path: Path, config: Path) -> N
     assert "DEBUG" in everything, "debug logging was on"
     for name, value in SECRETS.items():
         assert value not in everything, f"the {name} secret leaked"
-    nv = sandbox.apim.client().named_value.get(sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE, "databricks-token")
+    nv = sandbox.apim.client().named_value.get(sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE,
+                                               "databricks-token-emulator")
     assert nv.secret is True
 
 
@@ -173,8 +175,8 @@ def test_policies_reference_named_values_never_literal_tokens(sandbox: Sandbox) 
     rg, svc = sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
     for api_id in api_ids(sandbox):
         policy = client.api_policy.get(rg, svc, api_id, "policy", format="rawxml").value
-        assert "{{databricks-token}}" in policy
-        assert sandbox.env()[DEMO_TOKEN_ENV] not in policy
+        assert "{{databricks-token-emulator}}" in policy or "{{databricks-sp-secret-emulator}}" in policy
+        assert sandbox.env()[DEMO_TOKEN_ENV] not in policy and DEMO_SP_SECRET not in policy
 
 
 def test_tls_verification_is_on_by_default(sandbox: Sandbox) -> None:
@@ -221,5 +223,5 @@ def test_a_name_never_becomes_a_path_of_its_own(sandbox: Sandbox, name: str) -> 
     assert failure.endpoint == name and "refused before it reaches a URL" in failure.message
     assert len(api_ids(sandbox)) == READY, "every other endpoint is published"
     after = sandbox.databricks.stats()["by_route"]
-    fetched = READY + 2  # route-optimized and no-signature endpoints are fetched, then skipped
+    fetched = READY + 1  # the no-signature endpoint is fetched, then skipped
     assert after["get"] - before["get"] == after["openapi"] - before["openapi"] == fetched, "none for the hostile"

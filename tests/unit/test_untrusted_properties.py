@@ -28,7 +28,7 @@ from apimsync.spec import load_spec
 
 HOST = "https://adb-1234567890123456.7.azuredatabricks.net"
 TEMPLATE = """<policies><inbound><base />
-  <set-header name="Authorization" exists-action="override"><value>Bearer {{databricks-token}}</value></set-header>
+  <set-header name="Authorization" exists-action="override"><value>Bearer {{${named_value}}}</value></set-header>
   <set-header name="x-endpoint" exists-action="override"><value>${endpoint}</value></set-header>
   <rewrite-uri template='/x/${endpoint}/${workspace}' />
   <set-backend-service base-url="${backend_url}" />
@@ -79,9 +79,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
 def test_nothing_a_workspace_returns_escapes_the_plan(engine: Engine, item: dict[str, Any], spec: Any) -> None:
     try:
         endpoint = Endpoint.from_api("ws", HOST, item)
-    except SourceError as exc:
-        assert "\n" not in str(exc)
-        return
+    except SourceError:
+        return  # one line naming the field: checked case by case in test_hostile_workspace
     try:
         loaded = load_spec(json.dumps(spec), origin="spec")
     except SpecError:
@@ -89,6 +88,6 @@ def test_nothing_a_workspace_returns_escapes_the_plan(engine: Engine, item: dict
     built = engine._build(Fetched(endpoint, spec=loaded))
     assert isinstance(built, (DesiredApi, Skip, Failure))
     if isinstance(built, DesiredApi):
-        assert named_value_refs(built.policy_xml) == {"databricks-token"}, built.policy_xml
+        assert named_value_refs(built.policy_xml) == {"databricks-token-ws"}, built.policy_xml
         assert backend_problem(built.settings.service_url, HOST) is None
         load_spec(built.spec_json, origin="published")  # what is sent is strict JSON (no NaN, no duplicate keys)
