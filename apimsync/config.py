@@ -43,6 +43,9 @@ class Selection:
     exclude: tuple[str, ...] = ()
     tags: Mapping[str, str] = field(default_factory=_frozen_map)
     ready_only: bool = True
+    # pay-per-token system endpoints (endpoint_type FOUNDATION_MODEL_API, databricks-*): a workspace lists dozens,
+    # so they are published only when asked for, here or by their exact name in include
+    foundation_models: bool = False
 
 
 @dataclass(frozen=True)

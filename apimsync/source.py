@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # "alphanumeric characters, dashes, and underscores" (the serving UI's rule for endpoint names)
 ENDPOINT_NAME = re.compile(r"[A-Za-z0-9_-]+")
+FOUNDATION_MODEL_API = "FOUNDATION_MODEL_API"  # endpoint_type of the pay-per-token system endpoints
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,9 @@ def select(endpoints: list[Endpoint], selection: Selection) -> tuple[list[Endpoi
     held: list[tuple[Endpoint, str]] = []
     for ep in endpoints:
         if not name_selected(ep.name, selection):
+            continue
+        if ep.endpoint_type == FOUNDATION_MODEL_API and not selection.foundation_models \
+                and ep.name not in selection.include:
             continue
         if any(ep.tags.get(k) is None or (v != "*" and ep.tags.get(k) != v) for k, v in selection.tags.items()):
             continue

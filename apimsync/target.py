@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 import uuid
@@ -47,33 +48,89 @@ def retry_after_seconds(headers: Any) -> float | None:
     return None
 
 
-def _gate_policy() -> Any:
+# ARM's 2024 token buckets per subscription, refill per second (Learn, "Understand how Azure Resource Manager
+# throttles requests"): the prior for pacing, corrected from the remaining counts ARM reports
+REFILL_PER_SECOND = {"reads": 25.0, "writes": 10.0, "deletes": 10.0}
+
+
+def _kind(method: str) -> str:
+    return "reads" if method in ("GET", "HEAD") else "deletes" if method == "DELETE" else "writes"
+
+
+def _gate_policy(reserve: int = 8, pacing: bool = True) -> Any:
     from azure.core.pipeline.policies import HTTPPolicy
 
     class ThrottleGate(HTTPPolicy):
-        """Shared by all workers: counts calls, and holds every request while ARM says to back off."""
+        """Shared by all workers: counts calls, holds every request while ARM says to back off (429), and paces
+        requests before the bucket runs dry.
+
+        Pacing: ARM reports the tokens left after each call (``x-ms-ratelimit-remaining-subscription-{kind}``).
+        When fewer than ``reserve`` (the number of workers) would be left, a request waits for the refill of the
+        missing tokens; the refill rate starts at ARM's documented one and follows what the counts show."""
 
         def __init__(self) -> None:
             super().__init__()
             self._lock = threading.Lock()
             self._until = 0.0
             self.calls: Counter[str] = Counter()
+            self.reserve = reserve
+            self.pacing = pacing
+            self._remaining: dict[str, float] = {}  # last count, minus the requests sent since
+            self._sample: dict[str, tuple[float, int, int]] = {}  # kind -> (time, count, calls sent then)
+            self._rate = dict(REFILL_PER_SECOND)
 
         def send(self, request: Any) -> Any:
             wait = self._until - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
-            method = request.http_request.method.upper()
-            kind = "reads" if method in ("GET", "HEAD") else "deletes" if method == "DELETE" else "writes"
+            kind = _kind(request.http_request.method.upper())
+            if self.pacing:
+                self._pace(kind)
             with self._lock:
                 self.calls[kind] += 1
             response = self.next.send(request)
+            headers = response.http_response.headers
             if response.http_response.status_code == 429:
-                delay = retry_after_seconds(response.http_response.headers) or 1.0
+                delay = retry_after_seconds(headers) or 1.0
                 with self._lock:
                     self.calls["throttled"] += 1
                     self._until = max(self._until, time.monotonic() + delay)
+            else:
+                self._observe(kind, headers.get(f"x-ms-ratelimit-remaining-subscription-{kind}"))
             return response
+
+        def _pace(self, kind: str) -> None:
+            with self._lock:
+                left = self._remaining.get(kind)
+                if left is None:
+                    return
+                self._remaining[kind] = left - 1  # this request's token
+                missing = self.reserve - left
+                delay = missing / self._rate[kind] if missing > 0 else 0.0
+                if delay > 0:
+                    self.calls["paced"] += 1
+            if delay > 0:
+                time.sleep(min(delay, 30.0))
+
+        def _observe(self, kind: str, header: Any) -> None:
+            try:
+                count = int(header)
+            except (TypeError, ValueError):
+                return
+            now = time.monotonic()
+            with self._lock:
+                sent = self.calls[kind]
+                before = self._sample.get(kind)
+                # only near the bottom of the bucket: a full bucket refills nothing and would read as a slow one
+                if before is not None and now - before[0] >= 0.5 and max(count, before[1]) < 4 * self.reserve:
+                    # refill = tokens gained back plus tokens spent, over the time between the two counts
+                    gained = (count - before[1] + (sent - before[2])) / (now - before[0])
+                    prior = REFILL_PER_SECOND[kind]
+                    estimate = min(max(gained, 0.1 * prior), 100 * prior)
+                    self._rate[kind] = 0.7 * self._rate[kind] + 0.3 * estimate
+                if before is None or now - before[0] >= 0.5:
+                    self._sample[kind] = (now, count, sent)
+                self._remaining[kind] = float(count)
 
     return ThrottleGate()
 
@@ -143,7 +200,7 @@ class Apim:
         self._credential = credential
         self._retry_total = retry_total
         self._concurrency = concurrency
-        self._gate = _gate_policy()
+        self._gate = _gate_policy(reserve=max(2, concurrency))
         if client is not None:
             self.__dict__["client"] = client
 
@@ -393,54 +450,101 @@ class Apim:
 
     # -- the sync lock ---------------------------------------------------------------------------
 
+    # -- the sync lock ---------------------------------------------------------------------------------------
+
+    LOCK_ROUNDS = 8  # lists of the tickets before giving up
+    lock_pause = 0.3  # seconds between them
+
     def acquire_lock(self, name: str, ttl_seconds: int, *, force: bool = False) -> str:
-        """Take a sync lock (a plain named value holding its owner and expiry); returns the owner id."""
-        from azure.core.exceptions import ResourceNotFoundError
+        """Take the sync lock ``name``; returns the ticket to release.
+
+        Protocol (APIM has no conditional create for named values, no If-None-Match): each run creates its own
+        *ticket*, a named value ``<name>-<owner>`` holding its owner and expiry, then lists the tickets of the lock.
+        It proceeds only when its own ticket is the only live one. Otherwise the run with the larger owner id
+        withdraws its ticket and tries again later, while the smaller one keeps its ticket and lists again; after
+        ``LOCK_ROUNDS`` lists the run gives up with LockError. Expired tickets are deleted and ignored.
+
+        Guarantee: two runs never both proceed. If A proceeds, its list did not show B's ticket, so B created it
+        after that list; B's own list then shows A's ticket (kept until A releases) and B waits. This relies on
+        ARM answering a list with every write it has completed (read-after-write), which holds for APIM's store.
+        Contention ends because only the larger owner withdraws."""
+        owner = uuid.uuid4().hex[:12]
+        ticket = f"{name}-{owner}"
+        expires = (datetime.now(timezone.utc) + timedelta(seconds=ttl_seconds)).isoformat()
+        self._put_ticket(ticket, owner, expires)
+        try:
+            others: list[dict[str, Any]] = []
+            for round_ in range(self.LOCK_ROUNDS):
+                others = [t for t in self._tickets(name) if t["ticket"] != ticket]
+                if force:
+                    for other in others:
+                        self._delete_ticket(other["ticket"])
+                    others = []
+                if not others:
+                    return ticket
+                if round_ == self.LOCK_ROUNDS - 1:
+                    break
+                if owner > min(str(t["owner"]) for t in others):  # the larger owner withdraws
+                    self._delete_ticket(ticket)
+                    time.sleep(self.lock_pause * random.uniform(1.0, 2.0))
+                    self._put_ticket(ticket, owner, expires)
+                else:
+                    time.sleep(self.lock_pause)
+        except BaseException:
+            self._delete_ticket(ticket)
+            raise
+        self._delete_ticket(ticket)
+        holder = min(others, key=lambda t: str(t["expires"]))
+        raise LockError(f"another apimsync run holds the lock on {self.svc} (owner {holder['owner']}, until "
+                        f"{holder['expires']}); wait, or break it with --force-lock")
+
+    def release_lock(self, name: str, ticket: str) -> None:
+        """Delete our ticket; a failure is only logged (the ticket expires by itself)."""
+        try:
+            self._delete_ticket(ticket, quiet=False)
+        except TargetError as exc:  # it expires by itself; never fail a finished sync over it
+            log.warning("%s", exc)
+
+    def _put_ticket(self, ticket: str, owner: str, expires: str) -> None:
         from azure.mgmt.apimanagement.models import NamedValueCreateContract
 
-        owner = f"{uuid.uuid4().hex[:12]}"
-        now = datetime.now(timezone.utc)
-
-        def current() -> tuple[dict[str, Any] | None, str | None]:
-            try:
-                nv, etag = self._with_etag(self.client.named_value.get, name)
-            except ResourceNotFoundError:
-                return None, None
-            try:
-                return json.loads(nv.value or "{}"), etag
-            except ValueError:
-                return {}, etag
-
-        held, etag = self._call("reading the sync lock", current)
-        if held and not force:
-            expires = _parse_time(held.get("expires"))
-            if expires and expires > now:
-                raise LockError(f"another apimsync run holds the lock on {self.svc} (owner {held.get('owner')}, "
-                                f"until {held.get('expires')}); wait, or break it with --force-lock")
-        value = json.dumps({"owner": owner, "expires": (now + timedelta(seconds=ttl_seconds)).isoformat()})
-        body = NamedValueCreateContract(display_name=name, value=value, secret=False)
+        body = NamedValueCreateContract(display_name=ticket, secret=False,
+                                        value=json.dumps({"owner": owner, "expires": expires}))
         self._call("taking the sync lock", lambda: self.client.named_value.begin_create_or_update(
-            self.rg, self.svc, name, body, if_match=etag, polling=self._poller()).result())
-        held, _ = self._call("reading the sync lock", current)
-        if not held or held.get("owner") != owner:
-            raise LockError(f"another apimsync run took the lock on {self.svc} at the same moment; try again")
-        return owner
+            self.rg, self.svc, ticket, body, polling=self._poller()).result())
 
-    def release_lock(self, name: str, owner: str) -> None:
+    def _tickets(self, name: str) -> list[dict[str, Any]]:
+        """The live tickets of lock ``name`` (expired or unreadable ones are deleted on the way)."""
+        now = datetime.now(timezone.utc)
+        listed = self._call("reading the sync lock", lambda: list(self.client.named_value.list_by_service(
+            self.rg, self.svc, filter=f"startswith(displayName,'{name}-')")))
+        live = []
+        for nv in listed:
+            try:
+                held = json.loads(nv.value or "")
+                expires = _parse_time(held.get("expires"))
+            except (ValueError, AttributeError):
+                expires = None
+            if expires is None or expires <= now:
+                self._delete_ticket(str(nv.name))
+                continue
+            live.append({"ticket": str(nv.name), "owner": str(held.get("owner")), "expires": held.get("expires")})
+        return live
+
+    def _delete_ticket(self, ticket: str, *, quiet: bool = True) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
         def run() -> None:
             try:
-                nv, etag = self._with_etag(self.client.named_value.get, name)
+                self.client.named_value.delete(self.rg, self.svc, ticket, if_match="*")
             except ResourceNotFoundError:
-                return
-            if json.loads(nv.value or "{}").get("owner") == owner:
-                self.client.named_value.delete(self.rg, self.svc, name, if_match=etag or "*")
+                pass
 
         try:
             self._call("releasing the sync lock", run)
-        except TargetError as exc:  # it expires by itself; never fail a finished sync over it
-            log.warning("%s", exc)
+        except TargetError:
+            if not quiet:
+                raise
 
 
 def _props(contract: Any) -> dict[str, Any]:

@@ -367,9 +367,7 @@ class ApimEmulator:
                     return self._release(request, api_id, parts[3])
                 if sub == "revisions" and n == 3 and m == "GET":
                     base = self._base(api_id)
-                    revisions = self._state["apis"][base]["revisions"]
-                    return self._list(request, parts, [{**self._api_body(base, r)["properties"],
-                                                        "apiId": f"/apis/{base};rev={r}"} for r in revisions])
+                    return self._list(request, parts, self._revision_list(base))
         if head == "apisByTags" and n == 1 and m == "GET":
             return self._list(request, parts, self._apis_by_tags())
         if head == "namedValues":
@@ -644,11 +642,13 @@ class ApimEmulator:
             e = self._state["apis"].setdefault(base, {"current": target_rev, "revisions": {}, "releases": {}})
             old = e["revisions"].get(target_rev, {})
             e["revisions"][target_rev] = {"props": new_props, "etag": etag, "operations": [asdict(o) for o in ops],
-                                          "policy": old.get("policy", policy)}
+                                          "policy": old.get("policy", policy), "created": old.get("created") or _now(),
+                                          "updated": _now()}
 
         pending = {"id": self.arm_id("apis", base if rev is None else f"{base};rev={rev}"), "type": _TYPES["apis"],
                    "name": base if rev is None else f"{base};rev={rev}",
-                   "properties": {**new_props, "apiRevision": target_rev, "provisioningState": "InProgress"}}
+                   "properties": {**new_props, "apiRevision": target_rev, "isCurrent": target_rev == (
+                       entry["current"] if entry else "1"), "provisioningState": "InProgress"}}
         code = 201 if created else 200
         return self._start_lro(f"apis/{quote(str(pending['name']), safe='')}", code, finish, lro_fail,
                                base, body=pending, status=201 if created else 200, etag=etag)
@@ -673,6 +673,21 @@ class ApimEmulator:
         return Response.json(201 if created else 200, {
             "id": self.arm_id("apis", base, "releases", release_id), "type": _TYPES["releases"],
             "name": release_id, "properties": entry["releases"][release_id]})
+
+    def _revision_list(self, base: str) -> list[dict[str, Any]]:
+        """ApiRevisionContract items (ApiManagementListApiRevisions.json): the revision's id, number, times, state;
+        ``description`` is its apiRevisionDescription (definitions.json), present when set."""
+        entry = self._state["apis"][base]
+        out = []
+        for rev in sorted(entry["revisions"], key=int):
+            r = entry["revisions"][rev]
+            item = {"apiId": self.arm_id("apis", f"{base};rev={rev}"), "apiRevision": rev,
+                    "createdDateTime": r.get("created") or _now(), "updatedDateTime": r.get("updated") or _now(),
+                    "isOnline": True, "isCurrent": rev == entry["current"]}
+            if r["props"].get("apiRevisionDescription"):
+                item["description"] = r["props"]["apiRevisionDescription"]
+            out.append(item)
+        return out
 
     def _operation_body(self, api_id: str, op: dict[str, Any]) -> dict[str, Any]:
         return {"id": self.arm_id("apis", api_id, "operations", op["name"]), "type": _TYPES["operations"],
@@ -767,8 +782,8 @@ class ApimEmulator:
             policy = r.get("policy")
             if policy is None:
                 raise _not_found("Policy")
-            body = {"id": pid, "type": _TYPES["policies"], "name": "policy",
-                    "properties": {"format": request.query.get("format", "xml"), "value": policy["value"]}}
+            # properties carry the value only (ApiManagementGetApiPolicy.json, ...CreateApiPolicy.json)
+            body = {"id": pid, "type": _TYPES["policies"], "name": "policy", "properties": {"value": policy["value"]}}
             return Response.json(200, body, {"ETag": policy["etag"]}) if m == "GET" else Response(
                 200, b"", {"ETag": policy["etag"]})
         if m == "DELETE":
@@ -805,7 +820,7 @@ class ApimEmulator:
             r["policy"] = {"value": stored, "etag": r["policy"]["etag"] if same else self._etag()}
             self._save()
             return Response.json(201 if created else 200, {"id": pid, "type": _TYPES["policies"], "name": "policy",
-                                                           "properties": {"format": fmt, "value": stored}},
+                                                           "properties": {"value": stored}},
                                  {"ETag": r["policy"]["etag"]})
         raise ArmError(405, "MethodNotAllowed", f"{m} is not allowed on a policy.")
 

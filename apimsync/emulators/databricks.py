@@ -249,6 +249,8 @@ class DatabricksEmulator:
                 {k: v for k, v in e.items() if k in ("name", "entity_name", "entity_version", "external_model",
                                                      "foundation_model", "type")}
                 for e in config.get("served_entities", [])]}
+            if "served_models" in config:  # deprecated, still listed beside served_entities for custom models
+                out["config"]["served_models"] = config["served_models"]
         return out
 
     def _detail(self, item: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ def client(emu: DatabricksEmulator, token: str | None = None) -> WorkspaceClient
 def test_list_get_and_fields_the_sdk_drops(emu: DatabricksEmulator) -> None:
     w = client(emu)
     names = [e.name for e in w.serving_endpoints.list()]
-    assert len(names) == 10 and "churn-classifier" in names
+    assert len(names) == 12 and "churn-classifier" in names
     raw = w.api_client.do("GET", "/api/2.0/serving-endpoints")["endpoints"]
     assert any(e.get("endpoint_type") == "FOUNDATION_MODEL_API" for e in raw)  # type: ignore[union-attr]
     ranker = w.serving_endpoints.get("ranker-route-optimized")
@@ -73,12 +73,12 @@ def test_errors_use_the_databricks_envelope(emu: DatabricksEmulator) -> None:
 def test_throttling_is_retried_and_plain_text_503_is_not(emu: DatabricksEmulator) -> None:
     w = client(emu)
     emu.faults.add(FaultRule(path="/serving-endpoints$", status=429, retry_after=0, count=2))
-    assert len(list(w.serving_endpoints.list())) == 10
+    assert len(list(w.serving_endpoints.list())) == 12
     emu.faults.add(FaultRule(path="/serving-endpoints$", status=503, retry_after=0, body="proxy says no", count=1))
     with pytest.raises(DatabricksError):
         list(w.serving_endpoints.list())
     emu.faults.add(FaultRule(path="/serving-endpoints$", drop=True, count=1))
-    assert len(list(w.serving_endpoints.list())) == 10, "a dropped connection is retried by the SDK"
+    assert len(list(w.serving_endpoints.list())) == 12, "a dropped connection is retried by the SDK"
 
 
 def test_hooks_change_what_is_served(emu: DatabricksEmulator) -> None:

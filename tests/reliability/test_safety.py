@@ -17,6 +17,7 @@ import yaml
 from apimsync.emulators._server import FaultRule
 from apimsync.emulators.sandbox import DEMO_SP_SECRET, DEMO_SP_SECRET_ENV, DEMO_TOKEN_ENV, Sandbox
 from apimsync.errors import LockError
+from apimsync.target import Apim
 
 READY = 8  # APIs the shipped fixtures produce (not READY and schema-less ones are skipped)
 
@@ -90,12 +91,54 @@ def test_concurrent_syncs_do_not_corrupt_each_other(sandbox: Sandbox) -> None:
     assert report.ok and not report.plan.has_changes
 
 
+def _contend(box: Sandbox, name: str) -> tuple[list[tuple[Apim, str]], list[LockError]]:
+    """Two runs ask for the lock at the same moment; (who holds it, who was refused)."""
+    contenders = [box.engine().apim for _ in range(2)]
+    barrier = threading.Barrier(2)
+    held: list[tuple[Apim, str]] = []
+    refused: list[LockError] = []
+
+    def take(apim: Apim) -> None:
+        apim.lock_pause = 0.05
+        barrier.wait()
+        try:
+            held.append((apim, apim.acquire_lock(name, 60)))
+        except LockError as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=take, args=(apim,)) for apim in contenders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return held, refused
+
+
+def test_two_first_runs_never_both_hold_the_lock(sandbox: Sandbox) -> None:
+    """NamedValue_CreateOrUpdate takes If-Match but no If-None-Match (apimnamedvalues.json, 2024-05-01), so a
+    named value cannot be created exclusively: before, two first runs both PUT the missing lock and, when one
+    re-read before the other wrote, both went on. Now each run creates its own ticket and proceeds only when its
+    ticket is the only one listed (apimsync/target.py states the protocol and why it is safe)."""
+    name = sandbox.engine().lock_name
+    for _ in range(8):
+        held, refused = _contend(sandbox, name)
+        assert len(held) == 1 and len(refused) == 1, "exactly one of two simultaneous first runs holds the lock"
+        assert "holds the lock" in str(refused[0])
+        apim, ticket = held[0]
+        apim.release_lock(name, ticket)
+    left = [nv.name for nv in sandbox.apim.client().named_value.list_by_service(
+        sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE) if nv.name.startswith(name)]
+    assert left == [], "no ticket is left behind"
+
+
 def test_stale_lock_expires_by_itself(sandbox: Sandbox) -> None:
     settings = sandbox.settings(lock_ttl_seconds=1)
     engine = sandbox.engine(settings)
     engine.apim.acquire_lock(engine.lock_name, 1)
+    waiting = sandbox.engine(settings)
+    waiting.apim.lock_pause = 0.01  # it gives up well within the holder's second
     with pytest.raises(LockError):
-        sandbox.engine(settings).sync()
+        waiting.sync()
     time.sleep(1.2)
     assert sandbox.engine(settings).sync().ok
 

@@ -1,0 +1,85 @@
+"""Every endpoint kind publishable and callable through the gateway (issue 11 §5, §6).
+
+Fixture shapes follow a captured /api/2.0/serving-endpoints list (reggie-db/dbx-tools-js,
+packages/serving/test/models.test.ts): pay-per-token endpoints have endpoint_type FOUNDATION_MODEL_API and a
+served entity with foundation_model; Agent Bricks endpoints (mas-*) list "config": {} with task agent/v1/responses.
+MLflow's task names: mlflow/pyfunc/model.py (agent/v1/chat, agent/v2/chat, agent/v1/responses).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+
+from apimsync.emulators._server import FaultRule
+from apimsync.emulators.sandbox import Sandbox
+from apimsync.planner import Action
+
+
+def call(box: Sandbox, path: str, body: Any) -> requests.Response:
+    return requests.post(f"{box.apim.gateway_url}/{path}", json=body, verify=str(box.apim.ca_file), timeout=30,
+                         headers={"Ocp-Apim-Subscription-Key": box.apim.subscription_key})
+
+
+def test_pay_per_token_endpoints_are_published_only_when_asked_for(sandbox: Sandbox) -> None:
+    default = sandbox.engine().plan()
+    planned = {c.endpoint for c in default.changes}
+    assert not planned & {"databricks-gte-large-en", "databricks-meta-llama-3-3-70b-instruct"}
+    assert "databricks-gte-large-en" not in {s.endpoint for s in default.skipped}, "not selected: not listed"
+    by_name = sandbox.engine(sandbox.settings(select={"include": ["databricks-gte-large-en"]})).sync()
+    assert [c.endpoint for c in by_name.plan.changes] == ["databricks-gte-large-en"]
+    (change,) = by_name.plan.changes
+    assert change.notes == ("spec synthesized from task llm/v1/embeddings",)
+    answer = call(sandbox, "serving/databricks-gte-large-en/invocations", {"input": ["hello", "world"]})
+    assert answer.status_code == 200 and [d["index"] for d in answer.json()["data"]] == [0, 1]
+    refused = call(sandbox, "serving/databricks-gte-large-en/invocations", {"messages": []})
+    assert refused.status_code == 400 and "input" in refused.json()["message"]
+    every = sandbox.engine(sandbox.settings(select={"foundation_models": True})).plan()
+    assert {"databricks-gte-large-en", "databricks-meta-llama-3-3-70b-instruct"} <= {
+        c.endpoint for c in every.changes}
+
+
+def test_an_agent_bricks_endpoint_gets_the_responses_shape(sandbox: Sandbox) -> None:
+    report = sandbox.engine().sync()
+    (change,) = [c for c in report.plan.changes if c.endpoint == "mas-7f3c9e21-endpoint"]
+    assert change.action is Action.CREATE and "spec synthesized from task agent/v1/responses" in change.notes
+    assert "spec synthesized" in str(report.plan) and change.to_dict()["notes"] == list(change.notes)
+    answer = call(sandbox, "serving/mas-7f3c9e21-endpoint/invocations", {"input": "Where is my order?"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["object"] == "response" and body["output"][0]["content"][0]["type"] == "output_text"
+    assert sandbox.engine().plan().changes and not sandbox.engine().plan().has_changes, "synthesis is stable"
+
+
+def test_every_kind_answers_through_the_gateway(sandbox: Sandbox) -> None:
+    """Custom model, A/B, external chat and embeddings, agent (chat and responses), route-optimized (OAuth)."""
+    engine = sandbox.engine()
+    assert engine.sync().ok
+    report = engine.verify()
+    assert report.ok, str(report)
+    assert {c.endpoint for c in report.checks} >= {"churn-classifier", "recommender-ab", "openai-chat",
+                                                   "openai-embeddings", "ranker-route-optimized",
+                                                   "agents_main-dbdemos_rag_chatbot-dbdemos_rag_demo",
+                                                   "mas-7f3c9e21-endpoint"}
+
+
+@pytest.mark.parametrize(("status", "outcome"), [(400, "failed"), (403, "failed"), (500, "failed"),
+                                                 (404, "skipped")])
+def test_openapi_errors_other_than_a_missing_schema_are_failures(sandbox: Sandbox, status: int,
+                                                                 outcome: str) -> None:
+    """Before, any 4xx but 401/403/429 from /openapi was a silent skip with exit 0. Now only a 404 after the
+    endpoint's own GET succeeded means "no schema" (the served model has no signature); anything else fails that
+    endpoint with Databricks' message. databricks-sdk maps 400/403/404/500 to BadRequest, PermissionDenied,
+    NotFound, InternalError (research/databricks.md §1.4)."""
+    sandbox.databricks.faults.add(FaultRule(method="GET", path="churn-classifier/openapi$", status=status,
+                                            count=None))
+    plan = sandbox.engine().plan()
+    failed = {f.endpoint: f.message for f in plan.failures}
+    skipped = {s.endpoint: s.reason for s in plan.skipped}
+    if outcome == "failed":
+        assert "injected fault" in failed["churn-classifier"] and "churn-classifier" not in skipped
+    else:
+        assert "no schema available" in skipped["churn-classifier"]
+    assert len(plan.changes) == 7, "the others are planned"
