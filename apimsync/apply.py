@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from apimsync.errors import ApimsyncError, TargetError
-from apimsync.planner import Action, Change, NamedValueChange, Plan
-from apimsync.target import Apim
+from apimsync.parallel import Progress, gather
+from apimsync.planner import API, API_SETTINGS, POLICY, Action, Change, NamedValueChange, Plan
+from apimsync.target import ApimTarget
 
 log = logging.getLogger(__name__)
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,7 @@ class Outcome:
                 "seconds": round(self.seconds, 3), "error": self.error, "writes": list(self.writes)}
 
 
-def apply_plan(plan: Plan, apim: Apim, *, concurrency: int = 8, update_strategy: str = "in-place",
+def apply_plan(plan: Plan, apim: ApimTarget, *, concurrency: int = 8, update_strategy: str = "in-place",
                progress: Progress | None = None) -> tuple[list[Outcome], list[Outcome]]:
     """Carry out a plan. Returns (named value outcomes, API outcomes)."""
     nv_outcomes = [_apply_named_value(apim, nv) for nv in plan.named_values if nv.action is not Action.NOOP]
@@ -55,7 +53,7 @@ def apply_plan(plan: Plan, apim: Apim, *, concurrency: int = 8, update_strategy:
     deletes_last = [c for c in deletes if c not in deletes_first]
     upserts = [c for c in todo if c.action in (Action.CREATE, Action.UPDATE)]
 
-    tags = sorted({w.split(":", 1)[1] for c in upserts for w in c.writes if w.startswith("tag:")})
+    tags = sorted({w.target for c in upserts for w in c.writes if w.kind == "tag"})
     for tag in tags:
         try:
             apim.ensure_tag(tag)
@@ -63,31 +61,23 @@ def apply_plan(plan: Plan, apim: Apim, *, concurrency: int = 8, update_strategy:
             log.warning("%s", exc)
 
     total = len(todo)
-    done = 0
     outcomes: list[Outcome] = []
 
-    def run(changes: Sequence[Change]) -> None:
-        nonlocal done
-        if not changes:
-            return
-        with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(changes)))) as pool:
-            futures = [pool.submit(_apply_change, apim, c, update_strategy) for c in changes]
-            for future in as_completed(futures):
-                outcome = future.result()
-                outcomes.append(outcome)
-                done += 1
-                level = logging.INFO if outcome.ok else logging.WARNING
-                log.log(level, "%s %s: %s", outcome.action.value, outcome.api_id, "ok" if outcome.ok else outcome.error)
-                if progress:
-                    progress("apply", done, total)
+    def counted(phase: str, done: int, _total: int) -> None:
+        if progress:
+            progress(phase, len(outcomes) + done, total)
 
-    run(deletes_first)
-    run(upserts)
-    run(deletes_last)
+    for changes in (deletes_first, upserts, deletes_last):  # each wave completes before the next starts
+        for _change, outcome in gather(changes, lambda c: _apply_change(apim, c, update_strategy), concurrency,
+                                       counted, "apply"):
+            assert isinstance(outcome, Outcome)  # _apply_change turns every error into a failed Outcome
+            level = logging.INFO if outcome.ok else logging.WARNING
+            log.log(level, "%s %s: %s", outcome.action.value, outcome.api_id, "ok" if outcome.ok else outcome.error)
+            outcomes.append(outcome)
     return nv_outcomes, outcomes
 
 
-def _apply_named_value(apim: Apim, nv: NamedValueChange) -> Outcome:
+def _apply_named_value(apim: ApimTarget, nv: NamedValueChange) -> Outcome:
     started = time.monotonic()
     try:
         apim.put_named_value(nv)
@@ -96,7 +86,7 @@ def _apply_named_value(apim: Apim, nv: NamedValueChange) -> Outcome:
     return Outcome(f"named value {nv.name}", nv.action, True, time.monotonic() - started, writes=("named-value",))
 
 
-def _apply_change(apim: Apim, change: Change, update_strategy: str) -> Outcome:
+def _apply_change(apim: ApimTarget, change: Change, update_strategy: str) -> Outcome:
     started = time.monotonic()
     done: list[str] = []
     try:
@@ -114,7 +104,7 @@ def _apply_change(apim: Apim, change: Change, update_strategy: str) -> Outcome:
     return Outcome(change.api_id, change.action, True, time.monotonic() - started, writes=tuple(done))
 
 
-def _recheck(apim: Apim, change: Change) -> str:
+def _recheck(apim: ApimTarget, change: Change) -> str:
     """Re-read an API before changing it: it must still be ours and as planned. Returns its ETag."""
     current = apim.get_api(change.api_id)
     if current is None:
@@ -128,42 +118,41 @@ def _recheck(apim: Apim, change: Change) -> str:
     return etag
 
 
-def _delete(apim: Apim, change: Change) -> None:
+def _delete(apim: ApimTarget, change: Change) -> None:
     etag = _recheck(apim, change)
     apim.delete_api(change.api_id, etag)
 
 
-def _upsert(apim: Apim, change: Change, update_strategy: str, done: list[str]) -> None:
+def _upsert(apim: ApimTarget, change: Change, update_strategy: str, done: list[str]) -> None:
     desired = change.desired
     assert desired is not None
     if change.action is Action.CREATE:
         apim.put_api(desired, with_spec=True)
         done.append("api")
-    elif "api" in change.writes or "api-settings" in change.writes:
+    elif API in change.writes or API_SETTINGS in change.writes:
         etag = _recheck(apim, change)
-        with_spec = "api" in change.writes
+        with_spec = API in change.writes
         if with_spec and update_strategy == "revision" and change.actual is not None:
             _release_revision(apim, change, done)
         else:
             apim.put_api(desired, with_spec=with_spec, if_match=etag)
             done.append("api" if with_spec else "api-settings")
-    if "policy" in change.writes and "policy" not in done:
+    if POLICY in change.writes and "policy" not in done:
         apim.put_policy(desired.api_id, desired.policy_xml)
         done.append("policy")
     for write in change.writes:
-        kind, _, name = write.partition(":")
-        if kind == "product":
-            apim.link_product(name, desired.api_id)
-            done.append(write)
-        elif kind == "tag":
-            apim.assign_tag(name, desired.api_id)
-            done.append(write)
+        if write.kind == "product":
+            apim.link_product(write.target, desired.api_id)
+            done.append(str(write))
+        elif write.kind == "tag":
+            apim.assign_tag(write.target, desired.api_id)
+            done.append(str(write))
 
 
 REVISIONS_KEPT = 1  # non-current revisions kept after a release: the one before it, for a rollback in the portal
 
 
-def _release_revision(apim: Apim, change: Change, done: list[str]) -> None:
+def _release_revision(apim: ApimTarget, change: Change, done: list[str]) -> None:
     """Import the new spec into a new revision, give it the policy, release it, then set the API's name and
     description (a non-current revision cannot change them), and delete revisions beyond the retention."""
     desired, actual = change.desired, change.actual

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -30,8 +31,15 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+# what a host may be made of: DNS labels, or an IP literal (IPv6 in brackets); parsers disagree on anything else
+# ("evil.com\.azuredatabricks.net" is one host to Python and evil.com to a WHATWG or .NET parser)
+_CLEAN_AUTHORITY = re.compile(r"^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+
+
 def insecure_url_problem(url: str) -> str | None:
-    """Why a URL that will carry a credential is not acceptable: not https (loopback aside), or not a URL."""
+    """Why a URL that will carry a credential is not acceptable: not https (loopback aside), not a plain URL."""
+    if any(ch in url for ch in "\\ \t\r\n") or not url.isprintable():
+        return f"'{url}' contains a backslash, whitespace or a control character"
     try:
         parts = urlsplit(url)
         _ = parts.port
@@ -39,8 +47,10 @@ def insecure_url_problem(url: str) -> str | None:
         return f"'{url}' is not a valid URL ({exc})"
     if not parts.hostname:
         return f"'{url}' has no host"
-    if parts.username or parts.password:
+    if parts.username or parts.password or "@" in parts.netloc:
         return f"'{url}' carries credentials"
+    if not _CLEAN_AUTHORITY.match(parts.netloc):
+        return f"'{url}' has a host that is not a plain DNS name or IP address"
     if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(parts.hostname)):
         return f"'{url}' is not https (plain http is accepted for loopback hosts only)"
     return None

@@ -59,9 +59,6 @@ def main(ctx: click.Context, log_level: str, debug: bool, output: str, profile: 
             logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
-# -- commands are added below --------------------------------------------------------------------
-
-
 # -- sync, plan, import --------------------------------------------------------------------------
 
 def _output_option(func: F) -> F:
@@ -198,18 +195,36 @@ def plan(ctx: click.Context, config: str | None, output: str | None, out: str | 
 @click.option("--dry-run", is_flag=True, help="Plan only; write nothing.")
 @click.option("--force", is_flag=True, help="Allow deleting more than prune.max_delete_fraction of owned APIs.")
 @click.option("--force-lock", is_flag=True, help="Break another run's sync lock (use when it is stale).")
+@click.option("--plan", "plan_file", type=click.Path(dir_okay=False, exists=True),
+              help="Apply only the plan reviewed in this file (written by plan --out): plan again and refuse, "
+                   "writing nothing, when the result differs.")
 @click.pass_context
 @handle_errors
 def sync(ctx: click.Context, config: str | None, output: str | None, prune: bool | None, dry_run: bool,
-         force: bool, force_lock: bool) -> None:
+         force: bool, force_lock: bool, plan_file: str | None) -> None:
     """Make APIM match Databricks: plan, then apply.
 
-    Exit codes: 0 everything synced, 1 some endpoint or API failed (the others were synced),
-    2 usage or configuration error.
+    Exit codes: 0 everything synced, 1 some endpoint or API failed (the others were synced) or a reviewed
+    plan (--plan) no longer matches, 2 usage or configuration error.
     """
-    report = _engine(ctx, config, {}).sync(dry_run=dry_run, prune=prune, force=force, force_lock=force_lock)
+    reviewed = _reviewed_checksum(plan_file) if plan_file else None
+    report = _engine(ctx, config, {}).sync(dry_run=dry_run, prune=prune, force=force, force_lock=force_lock,
+                                           reviewed=reviewed)
     _emit(report, _output_format(ctx, output))
     sys.exit(report.exit_code)
+
+
+def _reviewed_checksum(path: str) -> str:
+    from apimsync.errors import ConfigError
+    from apimsync.files import read_text
+
+    try:
+        checksum = json.loads(read_text(path, ConfigError)).get("checksum")
+    except (ValueError, AttributeError):
+        checksum = None
+    if not isinstance(checksum, str) or len(checksum) != 64:
+        raise ConfigError(f"{path}: not a plan written by apimsync plan --out (no checksum)")
+    return checksum
 
 
 @main.command("import")

@@ -11,7 +11,6 @@ import dataclasses
 import difflib
 import os
 import re
-import string
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,9 +22,9 @@ import yaml
 from apimsync.backend import insecure_url_problem
 from apimsync.errors import ConfigError
 from apimsync.files import load_yaml, read_text
+from apimsync.naming import render_name, sanitize_api_id, sanitize_path
 
 DEFAULT_FILE = "apimsync.yaml"
-API_ID_FORBIDDEN = re.compile(r"[*#&+:<>?]")
 SERVICE_NAME = re.compile(r"^[a-zA-Z](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?$")
 NAMED_VALUE_NAME = re.compile(r"^[A-Za-z0-9\-._]+$")
 WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -49,7 +48,7 @@ class Selection:
 
 
 @dataclass(frozen=True)
-class ApimTarget:
+class ApimSettings:
     subscription_id: str
     resource_group: str
     service: str
@@ -158,7 +157,7 @@ class Prune:
 
 @dataclass(frozen=True)
 class Settings:
-    apim: ApimTarget
+    apim: ApimSettings
     workspaces: tuple[Workspace, ...] = (Workspace(),)
     select: Selection = field(default_factory=Selection)
     naming: Naming = field(default_factory=Naming)
@@ -176,52 +175,6 @@ CREDENTIALS = ("default", "cli", "managed-identity", "emulator")
 ENV_ALIASES = {"AZURE_SUBSCRIPTION_ID": "apim.subscription_id", "AZURE_RESOURCE_GROUP_NAME": "apim.resource_group",
                "API_MANAGEMENT_SERVICE_NAME": "apim.service"}
 _PATH_KEYS = ("pipeline", "policy.template", "policy.oauth.template", "apim.ca_bundle")
-
-
-# -- names -----------------------------------------------------------------------------------------
-
-def render_template(template: str, values: Mapping[str, str], error: type[ConfigError] = ConfigError) -> str:
-    """Fill plain ``{name}`` placeholders (no attribute, index, conversion or format spec: ``{x:>999999999}``
-    would be a memory bomb); anything else raises ``error`` naming the template and the known names."""
-    try:
-        parts = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise error(f"template '{template}': {exc}") from None
-    out = []
-    for literal, name, spec, conversion in parts:
-        out.append(literal)
-        if name is None:
-            continue
-        known = ", ".join("{" + k + "}" for k in sorted(values))
-        if spec or conversion:
-            bad = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
-            raise error(f"template '{template}': {bad}: only plain placeholders are allowed ({known})")
-        if name not in values:
-            raise error(f"template '{template}': unknown placeholder {{{name}}} (known: {known})")
-        out.append(str(values[name]))
-    return "".join(out)
-
-
-def render_name(template: str, **variables: str) -> str:
-    """A naming template (api id, path, display name) filled with ``{endpoint}``, ``{workspace}``."""
-    return render_template(template, variables)
-
-
-def sanitize_api_id(raw: str) -> str:
-    """An APIM api id: lower-case, each run of characters other than [a-z0-9._-] becomes '-', trimmed, ≤ 256."""
-    slug = re.sub(r"[^a-z0-9._-]+", "-", raw.lower()).strip("-.")[:256].strip("-.")
-    if not slug:
-        raise ConfigError(f"api id template produced '{raw}', which has no usable characters")
-    return slug
-
-
-def sanitize_path(raw: str) -> str:
-    """An APIM API path: segments of [A-Za-z0-9._~-] joined by '/', no leading or trailing '/', ≤ 400."""
-    segments = [re.sub(r"[^A-Za-z0-9._~-]+", "-", seg).strip("-") for seg in raw.split("/")]
-    path = "/".join(s for s in segments if s)[:400].strip("/")
-    if not path:
-        raise ConfigError(f"path template produced '{raw}', which has no usable characters")
-    return path
 
 
 # -- loading ---------------------------------------------------------------------------------------
@@ -475,11 +428,17 @@ def _check(s: Settings) -> None:
                         (f"workspaces[{w.name}].oauth.client_secret", w.oauth.client_secret)]
     for key, source in sources:
         _check_source(o, key, source)
+    owners: dict[str, tuple[str, NamedValueSource]] = {}
     for w in s.workspaces:
         names = [str(src.name) for src in credentials(s, w.name).sources()]
         if len(set(names)) != len(names):
             raise ConfigError(f"{o}: workspace {w.name}: its token and service principal share a named value name "
                               f"({', '.join(str(n) for n in names)})")
+        for src in credentials(s, w.name).sources():
+            other = owners.setdefault(str(src.name), (w.name, src))
+            if other[1] != src:  # one named value, two values: one workspace would send the other's credential
+                raise ConfigError(f"{o}: named value '{src.name}' is used by workspaces {other[0]} and {w.name} "
+                                  "with different sources; give each workspace its own (a name with {workspace})")
     if not 1 <= s.concurrency <= 64:
         raise ConfigError(f"{o}: concurrency: expected 1 to 64, got {s.concurrency}")
     if s.update_strategy not in ("in-place", "revision"):

@@ -7,7 +7,7 @@
     ├── PolicyError               a policy template that is missing or renders to bad XML
     ├── SourceError               Databricks could not be read
     ├── TargetError               APIM could not be read or written
-    ├── UnsafePlanError           a plan that a safety guard refuses (prune limits, empty source)
+    ├── UnsafePlanError           a reviewed plan that no longer matches what a sync would do
     └── LockError                 another sync holds the lock
 """
 
@@ -45,7 +45,7 @@ class TargetError(ApimsyncError):
 
 
 class UnsafePlanError(ApimsyncError):
-    pass
+    """``sync --plan FILE``: the plan was reviewed, but planning again gives another one; nothing was written."""
 
 
 class LockError(ApimsyncError):

@@ -9,6 +9,7 @@ share of owned APIs unless forced.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,21 @@ SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.NOOP: " ", Action.DELET
 
 
 @dataclass(frozen=True)
+class Write:
+    """One ARM write a change takes: the API (``api`` with its spec, ``api-settings`` without), its ``policy``, a
+    ``product`` or ``tag`` link (``target`` names it), or its ``delete``."""
+
+    kind: str
+    target: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.target}" if self.target else self.kind
+
+
+API, API_SETTINGS, POLICY, DELETE = Write("api"), Write("api-settings"), Write("policy"), Write("delete")
+
+
+@dataclass(frozen=True)
 class Change:
     """What happens to one API, why, and which ARM writes that takes."""
 
@@ -43,7 +59,7 @@ class Change:
     reasons: tuple[str, ...]
     workspace: str | None = None
     endpoint: str | None = None
-    writes: tuple[str, ...] = ()  # "api", "api-settings", "policy", "product:<id>", "tag:<id>", "delete"
+    writes: tuple[Write, ...] = ()
     desired: DesiredApi | None = field(default=None, compare=False, repr=False)
     actual: ActualApi | None = field(default=None, compare=False, repr=False)
 
@@ -53,7 +69,7 @@ class Change:
 
     def to_dict(self) -> dict[str, Any]:
         return {"api_id": self.api_id, "action": self.action.value, "reasons": list(self.reasons),
-                "workspace": self.workspace, "endpoint": self.endpoint, "writes": list(self.writes),
+                "workspace": self.workspace, "endpoint": self.endpoint, "writes": [str(w) for w in self.writes],
                 "notes": list(self.notes)}
 
 
@@ -99,8 +115,10 @@ class NamedValueChange:
     identity_client_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        # the value itself never: its fingerprint, so a rotated token changes the plan's checksum
         return {"name": self.name, "action": self.action.value, "reasons": list(self.reasons),
-                "source": self.source, "key_vault_id": self.key_vault_id}
+                "source": self.source, "key_vault_id": self.key_vault_id,
+                "fingerprint": self.secret_value.fingerprint() if self.secret_value is not None else None}
 
 
 @dataclass(frozen=True)
@@ -129,8 +147,11 @@ class Plan:
                 + (f", {len(self.failures)} failed" if self.failures else "") + ".")
 
     def to_dict(self) -> dict[str, Any]:
+        return {"format_version": FORMAT_VERSION, "target": self.target, "created_at": self.created_at,
+                "checksum": self.checksum, **self._content()}
+
+    def _content(self) -> dict[str, Any]:
         return {
-            "format_version": FORMAT_VERSION, "target": self.target, "created_at": self.created_at,
             "summary": self.summary, "has_changes": self.has_changes,
             "changes": [c.to_dict() for c in self.changes],
             "named_values": [n.to_dict() for n in self.named_values],
@@ -138,6 +159,13 @@ class Plan:
             "failures": [f.to_dict() for f in self.failures],
             "withheld": list(self.withheld),
         }
+
+    @property
+    def checksum(self) -> str:
+        """sha256 over the plan's content (all but when it was made): ``sync --plan`` applies a reviewed plan
+        only when planning again gives the same checksum, as octodns and Terraform do."""
+        content = json.dumps({"target": self.target, **self._content()}, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -177,10 +205,10 @@ def _matches_any(name: str, globs: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, g) for g in globs)
 
 
-def _update_reasons(desired: DesiredApi, actual: ActualApi) -> tuple[list[str], list[str]]:
+def _update_reasons(desired: DesiredApi, actual: ActualApi) -> tuple[list[str], list[Write]]:
     """(reasons, writes) for an API that exists and is owned."""
     reasons: list[str] = []
-    writes: list[str] = []
+    writes: list[Write] = []
     marker = actual.marker
     want = desired.marker
     spec_changed = marker is None or marker.spec != want.spec
@@ -194,23 +222,23 @@ def _update_reasons(desired: DesiredApi, actual: ActualApi) -> tuple[list[str], 
     if marker is not None and (marker.workspace, marker.endpoint) != (want.workspace, want.endpoint):
         reasons.append(f"source moved to {want.workspace}/{want.endpoint}")
     if reasons:
-        writes.append("api" if spec_changed else "api-settings")
+        writes.append(API if spec_changed else API_SETTINGS)
     from apimsync.policy import canonical_policy
 
     if actual.policy_xml is None:
         reasons.append("policy missing")
-        writes.append("policy")
+        writes.append(POLICY)
     elif canonical_policy(actual.policy_xml) != canonical_policy(desired.policy_xml):
         reasons.append("policy differs from the template (changed, or edited outside apimsync)")
-        writes.append("policy")
+        writes.append(POLICY)
     for product in desired.products:
         if product not in actual.products:
             reasons.append(f"not in product {product}")
-            writes.append(f"product:{product}")
+            writes.append(Write("product", product))
     for tag in desired.tags:
         if tag not in actual.tags:
             reasons.append(f"missing tag {tag}")
-            writes.append(f"tag:{tag}")
+            writes.append(Write("tag", tag))
     return reasons, writes
 
 
@@ -227,6 +255,7 @@ def make_plan(
     max_delete_fraction: float = 0.3,
     protect: Sequence[str] = (),
     force: bool = False,
+    endpoint: str | None = None,
     empty_workspaces: Iterable[str] = (),
 ) -> Plan:
     """Decide every API's change. ``actual`` is every API in the service; only owned ones can change.
@@ -258,7 +287,7 @@ def make_plan(
         desired_ids.add(d.api_id)
         desired_paths[d.settings.path] = d.api_id
         if existing is None:
-            writes = ("api", "policy", *(f"product:{p}" for p in d.products), *(f"tag:{t}" for t in d.tags))
+            writes = (API, POLICY, *(Write("product", p) for p in d.products), *(Write("tag", t) for t in d.tags))
             changes.append(Change(d.api_id, Action.CREATE, ("new endpoint",), d.workspace, d.endpoint, writes,
                                   desired=d))
             continue
@@ -288,7 +317,7 @@ def make_plan(
                                   marker.workspace, marker.endpoint, actual=a))
             continue
         changes.append(Change(a.api_id, Action.DELETE, (candidates_reason,), marker.workspace, marker.endpoint,
-                              ("delete",), actual=a))
+                              (DELETE,), actual=a))
 
     empty = set(empty_workspaces)
     from_empty = [c for c in changes if c.action is Action.DELETE and c.workspace in empty]
@@ -303,6 +332,8 @@ def make_plan(
                         f"prune.max_delete_fraction={max_delete_fraction:g}; re-run with --force to allow")
         changes = [_withhold(c) if c.action is Action.DELETE else c for c in changes]
 
+    if endpoint is not None:  # one endpoint's plan (import): its changes only
+        changes = [c for c in changes if c.endpoint == endpoint]
     return Plan(target=target, changes=tuple(changes), named_values=tuple(named_values), skipped=tuple(skipped),
                 failures=tuple(failures_out), withheld=tuple(withheld))
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from apimsync.config import NamedValueSource
+from apimsync.credentials import databricks_dbutils
 from apimsync.errors import ConfigError
 
 
@@ -56,20 +56,6 @@ class NamedValueDesired:
     identity_client_id: str | None
 
 
-def databricks_dbutils() -> Any | None:
-    """The notebook/job ``dbutils`` when running on Databricks, else None."""
-    if "DATABRICKS_RUNTIME_VERSION" not in os.environ:
-        return None
-    main = sys.modules.get("__main__")
-    found = getattr(main, "dbutils", None)
-    if found is not None:
-        return found
-    try:
-        from databricks.sdk.runtime import dbutils
-
-        return dbutils
-    except Exception:
-        return None
 
 
 def resolve_named_value(source: NamedValueSource, env: Mapping[str, str] | None = None,

@@ -74,7 +74,7 @@ class Endpoint:
         for i, tag in enumerate(_field(item, "tags", list) or []):
             if not isinstance(tag, Mapping) or not isinstance(tag.get("key"), str):
                 raise SourceError(f"tags[{i}]: expected an object with a string key, got {_kind(tag)}")
-            value = tag.get("value", "")
+            value = tag.get("value") or ""  # a tag may have no value
             if not isinstance(value, str):
                 raise SourceError(f"tags[{i}].value: expected a string, got {_kind(value)}")
             tags[tag["key"]] = value
@@ -187,7 +187,10 @@ class DatabricksSource:
         workspace (databricks-sdk-py#202), and on classic compute reports a regional URL as its host
         (databricks-sdk-py#1039): neither may become a backend, so both are refused here with what to do."""
         name = self.workspace.name
-        connected = normalise_host(str(self.client.config.host))
+        try:
+            connected = normalise_host(str(self.client.config.host))
+        except ValueError as exc:
+            raise SourceError(f"workspace {name}: the host databricks-sdk uses is not a valid URL ({exc})") from None
         if self.workspace.host:
             configured = normalise_host(self.workspace.host)
             if connected != configured:
@@ -197,9 +200,12 @@ class DatabricksSource:
                     "this workspace its own credentials (a profile, a token or OAuth) so apimsync reads the workspace "
                     "it publishes")
             return configured
-        runtime = runtime_workspace_url()
-        if runtime:
-            return runtime
+        # runtime auth (a notebook or job reading its own workspace) may report a regional URL: the notebook
+        # context knows the workspace URL. Any other auth connected to the host it names.
+        if self.client.config.auth_type in ("runtime", "runtime-oauth") or REGIONAL_HOST.match(connected):
+            runtime = runtime_workspace_url()
+            if runtime:
+                return runtime
         if REGIONAL_HOST.match(connected):
             raise SourceError(f"workspace {name}: databricks-sdk reports the regional URL {connected}, not the "
                               "workspace URL; set workspaces[].host to https://adb-<id>.<n>.azuredatabricks.net")
@@ -290,13 +296,16 @@ def normalise_host(host: str) -> str:
     """``https://`` when there is no scheme, lower-case host, no default port, no trailing slash (as the SDK does)."""
     url = host if "://" in host else f"https://{host}"
     parts = urlsplit(url.rstrip("/"))
-    netloc = (parts.hostname or "").lower() + (f":{parts.port}" if parts.port and parts.port != 443 else "")
+    hostname = (parts.hostname or "").lower()
+    if ":" in hostname:  # an IPv6 literal keeps its brackets
+        hostname = f"[{hostname}]"
+    netloc = hostname + (f":{parts.port}" if parts.port and parts.port != 443 else "")
     return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
 
 
 def runtime_workspace_url() -> str | None:
     """On Databricks (notebook or job): the workspace URL from the notebook context's browserHostName."""
-    from apimsync.secrets import databricks_dbutils
+    from apimsync.credentials import databricks_dbutils
 
     dbutils = databricks_dbutils()
     if dbutils is None:

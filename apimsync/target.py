@@ -21,7 +21,8 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from apimsync.config import ApimTarget
+from apimsync.config import ApimSettings
+from apimsync.credentials import make_credential
 from apimsync.errors import LockError, TargetError
 from apimsync.model import ActualApi, DesiredApi, NamedValueState, api_from_arm
 
@@ -75,7 +76,7 @@ def _gate_policy(reserve: int = 8, pacing: bool = True) -> Any:
             self.calls: Counter[str] = Counter()
             self.reserve = reserve
             self.pacing = pacing
-            self._remaining: dict[str, float] = {}  # last count, minus the requests sent since
+            self._remaining: dict[str, tuple[float, float]] = {}  # kind -> (count, when), minus requests sent since
             self._sample: dict[str, tuple[float, int, int]] = {}  # kind -> (time, count, calls sent then)
             self._rate = dict(REFILL_PER_SECOND)
 
@@ -95,16 +96,20 @@ def _gate_policy(reserve: int = 8, pacing: bool = True) -> Any:
                 with self._lock:
                     self.calls["throttled"] += 1
                     self._until = max(self._until, time.monotonic() + delay)
+                    self._remaining.pop(kind, None)  # the gate holds everyone now; pace afresh from the next count
             else:
                 self._observe(kind, headers.get(f"x-ms-ratelimit-remaining-subscription-{kind}"))
             return response
 
         def _pace(self, kind: str) -> None:
             with self._lock:
-                left = self._remaining.get(kind)
-                if left is None:
+                known = self._remaining.get(kind)
+                if known is None:
                     return
-                self._remaining[kind] = left - 1  # this request's token
+                count, since = known
+                now = time.monotonic()
+                left = count + (now - since) * self._rate[kind]  # what has refilled since the count
+                self._remaining[kind] = (left - 1, now)  # this request's token
                 missing = self.reserve - left
                 delay = missing / self._rate[kind] if missing > 0 else 0.0
                 if delay > 0:
@@ -116,6 +121,8 @@ def _gate_policy(reserve: int = 8, pacing: bool = True) -> Any:
             try:
                 count = int(header)
             except (TypeError, ValueError):
+                with self._lock:
+                    self._remaining.pop(kind, None)  # no count: no pacing on a guess
                 return
             now = time.monotonic()
             with self._lock:
@@ -130,7 +137,7 @@ def _gate_policy(reserve: int = 8, pacing: bool = True) -> Any:
                     self._rate[kind] = 0.7 * self._rate[kind] + 0.3 * estimate
                 if before is None or now - before[0] >= 0.5:
                     self._sample[kind] = (now, count, sent)
-                self._remaining[kind] = float(count)
+                self._remaining[kind] = (float(count), now)
 
     return ThrottleGate()
 
@@ -145,31 +152,6 @@ def location_poller(interval: float) -> Any:
                       lro_options={"final-state-via": "location"})
 
 
-def make_credential(kind: str) -> TokenCredential:
-    """The Azure credential named in ``apim.credential``."""
-    if kind == "emulator":
-        from apimsync.emulators.apim import StaticTokenCredential
-
-        return StaticTokenCredential()
-    if kind == "cli":
-        from azure.identity import AzureCliCredential
-
-        return AzureCliCredential()
-    if kind == "managed-identity":
-        from azure.identity import ManagedIdentityCredential
-
-        return ManagedIdentityCredential()
-    if kind.startswith("service-credential:"):
-        from apimsync.secrets import databricks_dbutils
-
-        name = kind.split(":", 1)[1]
-        dbutils = databricks_dbutils()
-        if dbutils is None:
-            raise TargetError(f"apim.credential: service credential '{name}' is only available on Databricks")
-        return dbutils.credentials.getServiceCredentialsProvider(name)
-    from azure.identity import DefaultAzureCredential
-
-    return DefaultAzureCredential()
 
 
 def describe_error(exc: Exception) -> str:
@@ -189,14 +171,14 @@ def describe_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
-class Apim:
+class ApimTarget:
     """One APIM service, reached through the real SDK client."""
 
-    def __init__(self, target: ApimTarget, *, credential: TokenCredential | None = None,
+    def __init__(self, settings: ApimSettings, *, credential: TokenCredential | None = None,
                  client: ApiManagementClient | None = None, retry_total: int = 10, concurrency: int = 8) -> None:
-        self.target = target
-        self.rg = target.resource_group
-        self.svc = target.service
+        self.settings = settings
+        self.rg = settings.resource_group
+        self.svc = settings.service
         self._credential = credential
         self._retry_total = retry_total
         self._concurrency = concurrency
@@ -206,7 +188,7 @@ class Apim:
 
     @property
     def service_id(self) -> str:
-        return (f"/subscriptions/{self.target.subscription_id}/resourceGroups/{self.rg}"
+        return (f"/subscriptions/{self.settings.subscription_id}/resourceGroups/{self.rg}"
                 f"/providers/Microsoft.ApiManagement/service/{self.svc}")
 
     @property
@@ -219,22 +201,22 @@ class Apim:
         from azure.core.pipeline.transport import RequestsTransport
         from azure.mgmt.apimanagement import ApiManagementClient
 
-        credential = self._credential or make_credential(self.target.credential)
+        credential = self._credential or make_credential(self.settings.credential)
         # one kept-alive connection per worker: requests' default pool of 10 would re-handshake TLS under load
         session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, 2 * self._concurrency))
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         transport = RequestsTransport(session=session, session_owner=True,
-                                      connection_verify=self.target.ca_bundle or True)
+                                      connection_verify=self.settings.ca_bundle or True)
         return ApiManagementClient(
-            credential, self.target.subscription_id, base_url=self.target.base_url.rstrip("/"), transport=transport,
-            polling_interval=self.target.polling_interval, retry_total=self._retry_total,
+            credential, self.settings.subscription_id, base_url=self.settings.base_url.rstrip("/"), transport=transport,
+            polling_interval=self.settings.polling_interval, retry_total=self._retry_total,
             per_retry_policies=[self._gate], user_agent="apimsync",
         )
 
     def _poller(self) -> Any:
-        return location_poller(self.target.polling_interval)
+        return location_poller(self.settings.polling_interval)
 
     def _with_etag(self, operation: Callable[..., Any], *args: str) -> tuple[Any, str | None]:
         """A GET returning (entity, its ETag header)."""
@@ -252,7 +234,7 @@ class Apim:
             except HttpResponseError as exc:
                 code = getattr(getattr(exc, "error", None), "code", None)
                 if exc.status_code == 409 and code == "PessimisticConcurrencyConflict" and attempt < CONFLICT_RETRIES:
-                    time.sleep(max(self.target.polling_interval, 0.05) * 2**attempt)
+                    time.sleep(max(self.settings.polling_interval, 0.05) * 2**attempt)
                     continue
                 raise TargetError(f"{what}: {describe_error(exc)}") from exc
             except AzureError as exc:
@@ -464,15 +446,17 @@ class Apim:
         withdraws its ticket and tries again later, while the smaller one keeps its ticket and lists again; after
         ``LOCK_ROUNDS`` lists the run gives up with LockError. Expired tickets are deleted and ignored.
 
-        Guarantee: two runs never both proceed. If A proceeds, its list did not show B's ticket, so B created it
-        after that list; B's own list then shows A's ticket (kept until A releases) and B waits. This relies on
-        ARM answering a list with every write it has completed (read-after-write), which holds for APIM's store.
-        Contention ends because only the larger owner withdraws."""
+        Guarantee: two runs never both proceed while their tickets live. If A proceeds, its list did not show B's
+        ticket, so B created it after that list; B's own list then shows A's ticket (kept until A releases) and B
+        waits. This relies on ARM answering a list with every write it has completed (read-after-write), and on
+        the ticket living as long as the holder works: a run longer than ``ttl_seconds``, or a clock ahead of the
+        holder's by more than the grace (a tenth of the TTL, at most a minute), can remove a live ticket. Contention
+        ends because only the larger owner withdraws."""
         owner = uuid.uuid4().hex[:12]
         ticket = f"{name}-{owner}"
         expires = (datetime.now(timezone.utc) + timedelta(seconds=ttl_seconds)).isoformat()
-        self._put_ticket(ticket, owner, expires)
         try:
+            self._put_ticket(ticket, owner, expires, ttl_seconds)
             others: list[dict[str, Any]] = []
             for round_ in range(self.LOCK_ROUNDS):
                 others = [t for t in self._tickets(name) if t["ticket"] != ticket]
@@ -487,7 +471,7 @@ class Apim:
                 if owner > min(str(t["owner"]) for t in others):  # the larger owner withdraws
                     self._delete_ticket(ticket)
                     time.sleep(self.lock_pause * random.uniform(1.0, 2.0))
-                    self._put_ticket(ticket, owner, expires)
+                    self._put_ticket(ticket, owner, expires, ttl_seconds)
                 else:
                     time.sleep(self.lock_pause)
         except BaseException:
@@ -505,11 +489,11 @@ class Apim:
         except TargetError as exc:  # it expires by itself; never fail a finished sync over it
             log.warning("%s", exc)
 
-    def _put_ticket(self, ticket: str, owner: str, expires: str) -> None:
+    def _put_ticket(self, ticket: str, owner: str, expires: str, ttl_seconds: int) -> None:
         from azure.mgmt.apimanagement.models import NamedValueCreateContract
 
-        body = NamedValueCreateContract(display_name=ticket, secret=False,
-                                        value=json.dumps({"owner": owner, "expires": expires}))
+        body = NamedValueCreateContract(display_name=ticket, secret=False, value=json.dumps(
+            {"owner": owner, "expires": expires, "ttl": ttl_seconds}))
         self._call("taking the sync lock", lambda: self.client.named_value.begin_create_or_update(
             self.rg, self.svc, ticket, body, polling=self._poller()).result())
 
@@ -523,9 +507,10 @@ class Apim:
             try:
                 held = json.loads(nv.value or "")
                 expires = _parse_time(held.get("expires"))
-            except (ValueError, AttributeError):
+                grace = min(60.0, 0.1 * float(held.get("ttl") or 0))
+            except (ValueError, AttributeError, TypeError):
                 expires = None
-            if expires is None or expires <= now:
+            if expires is None or expires.tzinfo is None or expires + timedelta(seconds=grace) <= now:
                 self._delete_ticket(str(nv.name))
                 continue
             live.append({"ticket": str(nv.name), "owner": str(held.get("owner")), "expires": held.get("expires")})

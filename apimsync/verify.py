@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from apimsync import html
+from apimsync.parallel import gather
 from apimsync.text import printable
 
 DIAGNOSES = {
@@ -243,11 +243,9 @@ def run_checks(targets: Iterable[Target], *, gateway_url: str, key: str | None, 
         return Check(t.endpoint, t.workspace, t.api_id, url, response.status_code, seconds, diagnosis,
                      "" if diagnosis == "ok" else _detail(response.content))
 
-    items = list(targets)
     report = VerifyReport(gateway_url)
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items) or 1))) as pool:
-        for i, result in enumerate(pool.map(check, items), 1):
-            report.checks.append(result)
-            if progress:
-                progress("verify", i, len(items))
+    for _target, result in gather(list(targets), check, workers, progress, "verify"):
+        if isinstance(result, Exception):
+            raise result
+        report.checks.append(result)
     return report

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
+from apimsync.credentials import StaticTokenCredential
 from apimsync.emulators._server import EmulatorServer, Faults, Request, Response
 from apimsync.emulators.apim_import import ImportedOperation, ImportRejected, import_spec, reimport_operations
 from apimsync.emulators.gateway import NAMED_VALUE_REF, Gateway, GatewayApi
@@ -45,21 +46,6 @@ MANAGED_IDENTITY_APP_ID = "5b0f1c2e-7a43-4c4e-9d0a-0a9100000001"  # the service'
 MASTER_SUBSCRIPTION = "master"  # the built-in all-access subscription (vscode-apimanagement reads its keys so)
 
 
-class StaticTokenCredential:
-    """An azure-core TokenCredential with a fixed token: what ``credential: emulator`` uses."""
-
-    def __init__(self, token: str = "emulator-token") -> None:
-        self._token = token
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        from azure.core.credentials import AccessToken
-
-        return AccessToken(self._token, int(time.time()) + 3600)
-
-    def get_token_info(self, *scopes: str, options: Any = None) -> Any:
-        from azure.core.credentials import AccessTokenInfo
-
-        return AccessTokenInfo(self._token, int(time.time()) + 3600)
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from apimsync.config import render_template
 from apimsync.errors import PipelineError
+from apimsync.naming import render_template
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from apimsync.transform.rules import COMPONENT_KEY, MAX_INLINE_BYTES, UNREADABLE_2020, fits
 from apimsync.transform.walk import METHODS, Pointer, operations, pointer, walk_schemas
 
-MAX_BYTES = 4 * 1024 * 1024
-COMPONENT_KEY = re.compile(r"^[a-zA-Z0-9.\-_]+$")
-_2020_KEYWORDS = ("prefixItems", "const", "$schema", "$id", "$defs", "$anchor", "$dynamicRef", "$dynamicAnchor",
-                  "$recursiveRef", "$recursiveAnchor", "unevaluatedProperties", "unevaluatedItems",
-                  "dependentRequired", "dependentSchemas", "propertyNames", "contains", "if", "then", "else",
-                  "patternProperties", "contentMediaType", "contentEncoding")
 _IGNORED_COMPONENTS = ("responses", "parameters", "examples", "requestBodies", "headers", "securitySchemes", "links",
                        "callbacks")
 
@@ -65,7 +60,7 @@ class _Lint:
         if isinstance(s.get("examples"), list):
             self.add((*where, "examples"), "error", "schema-examples", "schema-level examples array (3.1)",
                      "use a single example (downconvert-3.0)")
-        for key in _2020_KEYWORDS:
+        for key in UNREADABLE_2020:
             if key in s:
                 rule = "prefix-items" if key == "prefixItems" else "const" if key == "const" else "json-schema-2020"
                 hint = ("use items (prefix-items step)" if key == "prefixItems" else
@@ -79,7 +74,7 @@ class _Lint:
                      "drop it (downconvert-3.0)")
         if isinstance(kind, str):
             for key in ("example", "default"):
-                if key in s and not _fits(s[key], kind, s.get("nullable")):
+                if key in s and not fits(s[key], kind, s.get("nullable")):
                     self.add((*where, key), "error", "type-mismatch", f"{key} does not match type {kind}; APIM: "
                              "'Data and type mismatch found.'", "fix or drop the value (fix-example-types)")
 
@@ -100,7 +95,7 @@ class _Lint:
             self.add(("openapi",), "error", "openapi-version", f"APIM imports OpenAPI 2.0, 3.0.0-3.0.3 and 3.1.0, "
                      f"not '{version}'", "set openapi: 3.0.3")
         size = len(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
-        if size > MAX_BYTES:
+        if size > MAX_INLINE_BYTES:
             self.add((), "error", "size", f"{size} bytes compact; APIM's inline import limit is 4 MB",
                      "drop operations or schemas (jsonpath/overlay steps)")
         info = _obj(doc.get("info"))
@@ -150,7 +145,8 @@ class _Lint:
         names: dict[str, Pointer] = {}
         paths = self.doc.get("paths")
         if not isinstance(paths, dict) or not paths:
-            self.add(("paths",), "error", "no-paths", "no paths: the API would have no operations", "add paths")
+            self.add(("paths",), "warning", "no-paths", "no paths: APIM imports an API without operations",
+                     "add paths")
             return
         for path, item in paths.items():
             if isinstance(item, dict):
@@ -215,18 +211,6 @@ def item_params(item: Any) -> list[Any]:
 def _obj(value: Any) -> dict[str, Any]:
     """The value if it is a JSON object, else an empty one."""
     return value if isinstance(value, dict) else {}
-
-
-def _fits(value: Any, kind: str, nullable: Any) -> bool:
-    if value is None:
-        return bool(nullable)
-    checks = {"string": lambda v: isinstance(v, str),
-              "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-              "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-              "boolean": lambda v: isinstance(v, bool), "array": lambda v: isinstance(v, list),
-              "object": lambda v: isinstance(v, dict)}
-    check = checks.get(kind)
-    return True if check is None else bool(check(value))
 
 
 def _resolve(doc: Any, ref: str) -> Any:

@@ -34,9 +34,8 @@ def default_pipeline() -> Path:
 class Pipeline:
     """Steps loaded from a file; :meth:`run` returns a new document and never touches its input."""
 
-    def __init__(self, steps: list[Step], source: Path | None = None) -> None:
+    def __init__(self, steps: list[Step]) -> None:
         self.steps = steps
-        self.source = source
 
     def run(self, spec: Mapping[str, Any], ctx: TransformContext) -> dict[str, Any]:
         doc: dict[str, Any] = marshal.loads(marshal.dumps(dict(spec)))  # a fast structural copy: the input stays as is
@@ -78,7 +77,7 @@ def _applies(when: Mapping[str, Any], ctx: TransformContext) -> bool:
 def load_pipeline(path: str | Path | None = None) -> Pipeline:
     """Load a pipeline file (None: the shipped default); ``"none"`` is the empty pipeline."""
     if path is not None and str(path) == "none":
-        return Pipeline([], None)
+        return Pipeline([])
     file = default_pipeline() if path is None else resolve("transforms", path, ".yaml")
     if not file.exists():
         raise PipelineError(f"{file}: pipeline file not found")
@@ -114,4 +113,4 @@ def load_pipeline(path: str | Path | None = None) -> Pipeline:
             raise PipelineError(f"{where}: 'when' takes 'endpoints' (globs) and 'tags' (a mapping)")
         step.when = when
         steps.append(step)
-    return Pipeline(steps, file)
+    return Pipeline(steps)

@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 
 from apimsync.errors import PipelineError
 from apimsync.transform.context import TransformContext, render
-from apimsync.transform.walk import METHODS, operations
+from apimsync.transform.rules import DROPPED_2020
+from apimsync.transform.walk import METHODS, operations, pointer, walk_schemas
 
 
 @dataclass
@@ -150,12 +151,6 @@ class PrefixItems(Step):
             schema["items"] = {"anyOf": choices}
 
 
-_DROP_KEYWORDS = ("$schema", "$id", "$anchor", "$comment", "$dynamicAnchor", "$dynamicRef", "$recursiveAnchor",
-                  "$recursiveRef", "unevaluatedProperties", "unevaluatedItems", "patternProperties", "propertyNames",
-                  "dependentRequired", "dependentSchemas", "if", "then", "else", "contains", "minContains",
-                  "maxContains", "contentSchema")
-
-
 @builtin("downconvert-3.0")
 class Downconvert(Step):
     """Down-convert OpenAPI 3.1 / JSON Schema 2020-12 to OpenAPI 3.0.3 (what APIM's reader understands).
@@ -163,9 +158,10 @@ class Downconvert(Step):
     In schemas: type arrays → ``type`` + ``nullable`` (several types → ``anyOf``); ``const`` → one-value ``enum``;
     ``examples`` → ``example``; numeric ``exclusiveMinimum``/``exclusiveMaximum`` → ``minimum`` + ``true`` (the
     stricter bound wins); ``$ref`` with siblings → ``allOf``; ``format: unknown``, ``$schema``, ``$id`` and the
-    2020-12-only keywords dropped; ``contentEncoding: base64`` → ``format: byte``. In the document: ``openapi:
-    3.0.3``; ``jsonSchemaDialect``, ``webhooks``, ``info.summary``, ``license.identifier`` and
-    ``components.pathItems`` dropped.
+    2020-12-only keywords dropped; ``contentEncoding: base64`` → ``format: byte``; ``$defs`` hoisted into
+    ``components.schemas`` (their ``$ref``s rewritten). In the document: ``openapi: 3.0.3``;
+    ``jsonSchemaDialect``, ``webhooks``, ``info.summary``, ``license.identifier`` and ``components.pathItems``
+    dropped. The keyword lists are APIM's rules in ``apimsync/transform/rules.py``.
 
     before: ``{"type": ["string", "null"], "const": "a", "examples": ["a"]}``
     after:  ``{"type": "string", "nullable": true, "enum": ["a"], "example": "a"}``
@@ -179,6 +175,7 @@ class Downconvert(Step):
     def document(self, doc: dict[str, Any]) -> None:
         if str(doc.get("openapi", "")).startswith("3.1"):
             doc["openapi"] = "3.0.3"
+        _hoist_defs(doc)
         for key in ("jsonSchemaDialect", "webhooks"):
             doc.pop(key, None)
         info = doc.get("info")
@@ -243,10 +240,50 @@ class Downconvert(Step):
         if s.get("contentMediaType") == "application/octet-stream" and s.get("type") == "string":
             s.setdefault("format", "binary")
         s.pop("contentMediaType", None)
-        for key in _DROP_KEYWORDS:
+        for key in DROPPED_2020:
             s.pop(key, None)
-        if "$defs" in s and not s["$defs"]:
-            del s["$defs"]
+
+
+def _hoist_defs(doc: dict[str, Any]) -> None:
+    """Move every schema's ``$defs`` into ``components.schemas`` (a free name each) and point their ``$ref``s there:
+    APIM's 3.0 reader knows no ``$defs``, but it reads components."""
+    found: list[tuple[dict[str, Any], str]] = []
+
+    def collect(schema: dict[str, Any], where: tuple[Any, ...]) -> None:
+        if isinstance(schema.get("$defs"), dict):
+            found.append((schema, pointer(where)))
+
+    walk_schemas(doc, collect)
+    if not found:
+        return
+    components = doc.setdefault("components", {})
+    schemas = components.setdefault("schemas", {}) if isinstance(components, dict) else {}
+    if not isinstance(schemas, dict):
+        return
+    moved: dict[str, str] = {}  # old $ref -> new $ref
+    for holder, where in found:
+        for name, body in holder.pop("$defs").items():
+            new = base = re.sub(r"[^a-zA-Z0-9.\-_]+", "-", str(name)) or "def"
+            n = 1
+            while new in schemas:
+                n += 1
+                new = f"{base}-{n}"
+            schemas[new] = body
+            moved[f"{where}/$defs/{_escape(str(name))}"] = f"#/components/schemas/{new}"
+    stack: list[Any] = [doc]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref in moved:
+                node["$ref"] = moved[ref]
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def _escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
 
 
 def _coerce(value: Any, kind: str) -> tuple[bool, Any]:

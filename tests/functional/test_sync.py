@@ -10,7 +10,7 @@ import requests
 from azure.mgmt.apimanagement.models import TagCreateUpdateParameters
 
 from apimsync.emulators.sandbox import DEMO_TOKEN, DEMO_TOKEN_ENV, Sandbox
-from apimsync.planner import Action
+from apimsync.planner import POLICY, Action
 from apimsync.target import location_poller
 
 
@@ -116,7 +116,7 @@ def test_policy_change_and_token_rotation(sandbox: Sandbox) -> None:
     assert report.ok
     updated = [c for c in report.plan.changes if c.action is Action.UPDATE]
     assert updated
-    assert all(c.writes == ("policy",) for c in updated)
+    assert all(c.writes == (POLICY,) for c in updated)
     policy = client.api_policy.get(rg, svc, updated[0].api_id, "policy", format="rawxml").value
     assert ET.fromstring(policy).find("./inbound/authentication-managed-identity") is not None
 

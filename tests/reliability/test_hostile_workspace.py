@@ -61,6 +61,13 @@ HOSTILE: dict[str, tuple[dict[str, Any], str | None, str, str]] = {
                                 json.dumps(SPEC_OK), "backend", "attacker.example.net' is neither the workspace's"),
     "backend over plain http": (_item(route_optimized=True, endpoint_url="http://adb-1.2.azuredatabricks.net/x"),
                                 json.dumps(SPEC_OK), "backend", "is not https"),
+    # one host to Python, evil.com to a WHATWG or .NET parser (APIM's): refused before any parser must decide
+    "backend host with a backslash": (_item(route_optimized=True,
+                                            endpoint_url="https://evil.com\\.azuredatabricks.net/x/invocations"),
+                                      json.dumps(SPEC_OK), "backend", "contains a backslash"),
+    "backend host with an escape": (_item(route_optimized=True,
+                                          endpoint_url="https://evil.com%2f.azuredatabricks.net/x/invocations"),
+                                    json.dumps(SPEC_OK), "backend", "not a plain DNS name"),
 }
 
 

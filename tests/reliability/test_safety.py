@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from azure.mgmt.apimanagement.models import NamedValueCreateContract
 
 from apimsync.emulators._server import FaultRule
 from apimsync.emulators.sandbox import DEMO_SP_SECRET, DEMO_SP_SECRET_ENV, DEMO_TOKEN_ENV, Sandbox
 from apimsync.errors import LockError
-from apimsync.target import Apim
+from apimsync.target import ApimTarget, location_poller
 
 READY = 8  # APIs the shipped fixtures produce (not READY and schema-less ones are skipped)
 
@@ -91,14 +92,14 @@ def test_concurrent_syncs_do_not_corrupt_each_other(sandbox: Sandbox) -> None:
     assert report.ok and not report.plan.has_changes
 
 
-def _contend(box: Sandbox, name: str) -> tuple[list[tuple[Apim, str]], list[LockError]]:
+def _contend(box: Sandbox, name: str) -> tuple[list[tuple[ApimTarget, str]], list[LockError]]:
     """Two runs ask for the lock at the same moment; (who holds it, who was refused)."""
     contenders = [box.engine().apim for _ in range(2)]
     barrier = threading.Barrier(2)
-    held: list[tuple[Apim, str]] = []
+    held: list[tuple[ApimTarget, str]] = []
     refused: list[LockError] = []
 
-    def take(apim: Apim) -> None:
+    def take(apim: ApimTarget) -> None:
         apim.lock_pause = 0.05
         barrier.wait()
         try:
@@ -129,6 +130,18 @@ def test_two_first_runs_never_both_hold_the_lock(sandbox: Sandbox) -> None:
     left = [nv.name for nv in sandbox.apim.client().named_value.list_by_service(
         sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE) if nv.name.startswith(name)]
     assert left == [], "no ticket is left behind"
+
+
+def test_a_foreign_or_unreadable_ticket_never_crashes_the_lock(sandbox: Sandbox) -> None:
+    """A ticket with a time without zone, or no JSON at all, is not a live lock: it is removed, not compared."""
+    name = sandbox.engine().lock_name
+    client = sandbox.apim.client()
+    for suffix, value in (("naive", '{"owner": "x", "expires": "2999-01-01T00:00:00"}'), ("junk", "not json")):
+        client.named_value.begin_create_or_update(
+            sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE, f"{name}-{suffix}",
+            NamedValueCreateContract(display_name=f"{name}-{suffix}", value=value), polling=location_poller(0.02)
+        ).result()
+    assert sandbox.engine().sync().ok
 
 
 def test_stale_lock_expires_by_itself(sandbox: Sandbox) -> None:

@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apimsync.config import load_settings, render_name
+from apimsync.config import load_settings
 from apimsync.errors import ConfigError, PipelineError, SpecError
 from apimsync.files import MAX_SPEC_BYTES
 from apimsync.model import Marker
+from apimsync.naming import render_name
 from apimsync.spec import load_spec
 from apimsync.transform import load_pipeline
 from apimsync.transform.lint import _cyclic, lint

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apimsync.config import load_settings, sanitize_api_id, sanitize_path, settings_from_mapping
+from apimsync.config import load_settings, settings_from_mapping
 from apimsync.errors import ConfigError
+from apimsync.naming import sanitize_api_id, sanitize_path
 
 TARGET = {"subscription_id": "sub", "resource_group": "rg", "service": "my-apim"}
 
@@ -141,3 +142,17 @@ def test_the_longest_valid_names_keep_the_marker_within_apims_limit() -> None:
     with pytest.raises(ConfigError, match="at most 64"):
         settings_from_mapping({"apim": {"subscription_id": "s", "resource_group": "r", "service": "svc"},
                                "workspaces": [{"name": "w" * 65}]})
+
+
+def test_two_workspaces_never_share_a_named_value_with_different_values() -> None:
+    """One named value holds one token: two workspaces naming it with different sources would send one
+    workspace's token to the other's endpoints."""
+    base = {"apim": {"subscription_id": "s", "resource_group": "r", "service": "svc"}}
+    shared = {**base, "workspaces": [{"name": "a", "named_value": {"name": "tok", "env": "A"}},
+                                     {"name": "b", "named_value": {"name": "tok", "env": "B"}}]}
+    with pytest.raises(ConfigError, match="named value 'tok' is used by workspaces a and b with different sources"):
+        settings_from_mapping(shared)
+    same = {**base, "workspaces": [{"name": "a", "named_value": {"name": "tok", "env": "T"}},
+                                   {"name": "b", "named_value": {"name": "tok", "env": "T"}}]}
+    assert len(settings_from_mapping(same).workspaces) == 2, "one source for both: one credential, allowed"
+    assert len(settings_from_mapping({**base, "workspaces": [{"name": "a"}, {"name": "b"}]}).workspaces) == 2

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from apimsync.backend import backend_problem
 from apimsync.config import settings_from_mapping
+from apimsync.desired import build
 from apimsync.engine import Engine
 from apimsync.errors import SourceError, SpecError
 from apimsync.model import DesiredApi
@@ -85,7 +86,7 @@ def test_nothing_a_workspace_returns_escapes_the_plan(engine: Engine, item: dict
         loaded = load_spec(json.dumps(spec), origin="spec")
     except SpecError:
         return
-    built = engine._build(Fetched(endpoint, spec=loaded))
+    built = build(Fetched(endpoint, spec=loaded), engine.settings, engine.pipeline, engine.template)
     assert isinstance(built, (DesiredApi, Skip, Failure))
     if isinstance(built, DesiredApi):
         assert named_value_refs(built.policy_xml) == {"databricks-token-ws"}, built.policy_xml

@@ -1,0 +1,178 @@
+"""The desired stage: what one fetched endpoint becomes (a :class:`DesiredApi`, a :class:`Skip` or a
+:class:`Failure`), which desired APIs collide, and what a named value needs. Pure functions: no I/O; the Engine
+hands in the settings, the pipeline and the policy templates.
+
+One endpoint's walk: backend check → naming → transform (the pipeline) → lint → policy (template, credential
+variables) → DesiredApi with its ownership marker.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from apimsync.backend import backend_problem
+from apimsync.config import NamedValueSource, Settings, credentials
+from apimsync.errors import ApimsyncError, PolicyError
+from apimsync.model import MARKER_MAX, ApiSettingsView, DesiredApi, NamedValueState
+from apimsync.naming import render_name, sanitize_api_id, sanitize_path
+from apimsync.planner import Action, Failure, NamedValueChange, Skip
+from apimsync.source import ENDPOINT_NAME, Endpoint, Fetched
+
+if TYPE_CHECKING:
+    from apimsync.secrets import NamedValueDesired
+    from apimsync.transform import Pipeline
+
+ROUTE_OPTIMIZED = ("route-optimized: it answers only on its own host and only to OAuth tokens of a service principal; "
+                   "configure policy.oauth (client_id, client_secret of a service principal with CAN_QUERY) to publish "
+                   "it, rather than publish an API nobody can call")
+Templates = Callable[[str], str]  # a policy template's text by name or path
+
+
+def api_id_for(ep: Endpoint, settings: Settings) -> str | None:
+    """The api id the naming gives an endpoint (None when the template cannot make one)."""
+    try:
+        return sanitize_api_id(render_name(settings.naming.api_id, endpoint=ep.name, workspace=ep.workspace))
+    except ApimsyncError:
+        return None
+
+
+def build(f: Fetched, settings: Settings, pipeline: Pipeline, templates: Templates) -> DesiredApi | Skip | Failure:
+    """What one fetched endpoint becomes; never raises, whatever the workspace returned."""
+    ep = f.endpoint
+    if f.skip_reason:
+        return Skip(ep.workspace, ep.name, f.skip_reason, api_id_for(ep, settings))
+    if f.error or f.spec is None:
+        return Failure(ep.workspace, ep.name, "fetch", f.error or "no spec")
+    problem = backend_problem(ep.backend_url, ep.host, settings.apis.backend_hosts)
+    if problem:
+        return Failure(ep.workspace, ep.name, "backend", problem)
+    if ep.route_optimized and credentials(settings, ep.workspace).oauth is None:
+        return Skip(ep.workspace, ep.name, ROUTE_OPTIMIZED, api_id_for(ep, settings))
+    return _desired(ep, f.spec, settings, pipeline, templates, synthesized=f.synthesized)
+
+
+def _desired(ep: Endpoint, spec: dict[str, Any], s: Settings, pipeline: Pipeline, templates: Templates, *,
+             synthesized: bool) -> DesiredApi | Failure:
+    from apimsync.policy import render_policy
+    from apimsync.spec import dump_spec
+    from apimsync.transform import TransformContext, lint
+
+    names = {"endpoint": ep.name, "workspace": ep.workspace}
+    stage = "naming"
+    try:
+        api_id = sanitize_api_id(render_name(s.naming.api_id, **names))
+        view = ApiSettingsView(
+            path=sanitize_path(render_name(s.naming.path, **names)),
+            display_name=render_name(s.naming.display_name, **names)[:300],
+            description=render_name(s.naming.description, **names),
+            service_url=ep.backend_url, subscription_required=s.apis.subscription_required)
+        stage = "transform"
+        ctx = TransformContext(endpoint=ep.name, server_url=ep.backend_url, tags=dict(ep.tags),
+                               served_entities=ep.served_entities, config_version=ep.config_version,
+                               variables={**names, "api_id": api_id},
+                               served_model_routes=s.apis.served_model_routes and not ep.route_optimized)
+        out = pipeline.run(spec, ctx)
+        # APIM takes info.title/description from an imported spec (and refuses to change them on a new
+        # revision): the spec says what the API's settings say, so an import never creates a drift
+        out["info"] = {**(out.get("info") or {}), "title": view.display_name, "description": view.description}
+        stage = "lint"
+        errors = [f for f in lint(out) if f.severity == "error"]
+        if errors:
+            return Failure(ep.workspace, ep.name, "lint", f"{len(errors)} APIM import problem(s) after transform",
+                           api_id, tuple(f"{f.pointer}: {f.message} (fix: {f.hint})" for f in errors))
+        stage = "policy"
+        template, variables = policy_inputs(ep, s)
+        variables = {**s.policy.variables, **variables, "endpoint": ep.name, "api_id": api_id,
+                     "workspace": ep.workspace, "backend_url": ep.backend_url}
+        policy = render_policy(templates(template), variables, origin=f"policy {template}")
+        notes = ((f"spec synthesized from task {ep.task}",) if synthesized else ()) + (
+            ("OAuth service principal",) if "client_id_name" in variables else ())
+    except ApimsyncError as exc:
+        return Failure(ep.workspace, ep.name, stage, str(exc))
+    except (RecursionError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        # a spec shape no step foresaw: this endpoint fails, the others go on (load_spec bounds depth and size)
+        return Failure(ep.workspace, ep.name, stage, f"unexpected spec content ({type(exc).__name__}: "
+                                                     f"{str(exc)[:200]})")
+    desired = DesiredApi(api_id=api_id, workspace=ep.workspace, endpoint=ep.name, settings=view,
+                         spec_json=dump_spec(out), policy_xml=policy, products=s.apis.products, tags=s.apis.tags,
+                         notes=notes)
+    if len(str(desired.marker)) > MARKER_MAX:
+        return Failure(ep.workspace, ep.name, "naming", f"the ownership marker would exceed APIM's {MARKER_MAX} "
+                                                        "characters (endpoint name too long)", api_id)
+    return desired
+
+
+def policy_inputs(ep: Endpoint, settings: Settings) -> tuple[str, dict[str, str]]:
+    """The template an endpoint's policy comes from and the credential variables it gets.
+
+    Route-optimized endpoints (and every endpoint with ``oauth.all_endpoints``) use the service principal's OAuth
+    template: a token for this endpoint only, from the workspace's ``/oidc/v1/token``."""
+    creds = credentials(settings, ep.workspace)
+    variables = {"named_value": str(creds.token.name)}
+    oauth = creds.oauth
+    if oauth is None or not (ep.route_optimized or oauth.all_endpoints):
+        return settings.policy.template, variables
+    if not ep.id or not ENDPOINT_NAME.fullmatch(ep.id):
+        raise PolicyError("the endpoint has no usable id, which its OAuth token must name (authorization_details)")
+    scope = [{"type": "workspace_permission", "object_type": "serving-endpoints",
+              "object_path": f"/serving-endpoints/{ep.id}", "actions": ["query_inference_endpoint"]}]
+    return oauth.template, {
+        **variables, "client_id_name": str(oauth.client_id.name),
+        "client_secret_name": str(oauth.client_secret.name), "token_url": f"{ep.host.rstrip('/')}/oidc/v1/token",
+        "authorization_details": quote(json.dumps(scope, separators=(",", ":")), safe="")}
+
+
+def drop_collisions(desired: list[DesiredApi]) -> tuple[list[DesiredApi], list[Failure]]:
+    """Two endpoints mapping to one api id or one path: both fail, before anything is written."""
+    by_key: dict[tuple[str, str], list[DesiredApi]] = defaultdict(list)
+    for d in desired:
+        by_key[("api id", d.api_id)].append(d)
+        by_key[("path", d.settings.path.lower())].append(d)
+    bad: dict[str, Failure] = {}
+    for (what, value), group in by_key.items():
+        if len(group) > 1:
+            names = ", ".join(f"{d.workspace}/{d.endpoint}" for d in group)
+            for d in group:
+                bad.setdefault(d.api_id + d.endpoint, Failure(
+                    d.workspace, d.endpoint, "naming", f"{what} '{value}' is produced by several endpoints: {names}",
+                    d.api_id))
+    keep = [d for d in desired if d.api_id + d.endpoint not in bad]
+    return keep, list(bad.values())
+
+
+def kept_named_values(desired: list[DesiredApi], settings: Settings) -> dict[str, tuple[NamedValueSource, str]]:
+    """The named values apimsync keeps for these APIs (each workspace's token and service principal), by name,
+    with the configuration key that sets each."""
+    kept: dict[str, tuple[NamedValueSource, str]] = {}
+    for ws in sorted({d.workspace for d in desired}):
+        creds = credentials(settings, ws)
+        kept[str(creds.token.name)] = (creds.token, "named_value")
+        if creds.oauth:
+            kept[str(creds.oauth.client_id.name)] = (creds.oauth.client_id, "oauth.client_id")
+            kept[str(creds.oauth.client_secret.name)] = (creds.oauth.client_secret, "oauth.client_secret")
+    return kept
+
+
+def named_value_change(want: NamedValueDesired, have: NamedValueState | None,
+                       source: NamedValueSource) -> NamedValueChange:
+    """What to do with one named value: create, update (with why) or nothing."""
+    kind = ("key_vault" if want.key_vault_id else "databricks_secret" if source.databricks_secret else
+            "value" if source.value else "env")
+    reasons: list[str] = []
+    if have is None:
+        action, reasons = Action.CREATE, ["missing"]
+    else:
+        if not have.secret:
+            reasons.append("not marked secret")
+        if want.key_vault_id and have.key_vault_id != want.key_vault_id:
+            reasons.append("Key Vault reference changed")
+        if want.secret_value is not None and (
+                have.key_vault_id or have.value_fingerprint != want.secret_value.fingerprint()):
+            reasons.append("value changed (token rotated)")
+        action = Action.UPDATE if reasons else Action.NOOP
+    return NamedValueChange(want.name, action, tuple(reasons), kind, want.secret_value, want.key_vault_id,
+                            want.identity_client_id)
