@@ -8,18 +8,17 @@ APIOps names ``AZURE_SUBSCRIPTION_ID``, ``AZURE_RESOURCE_GROUP_NAME``, ``API_MAN
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 import re
-import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 import yaml
 
 from apimsync.backend import insecure_url_problem
+from apimsync.binding import build, frozen_map, get_key, known_keys, set_key
 from apimsync.errors import ConfigError
 from apimsync.files import load_yaml, read_text
 from apimsync.naming import render_name, sanitize_api_id, sanitize_path
@@ -30,17 +29,13 @@ NAMED_VALUE_NAME = re.compile(r"^[A-Za-z0-9\-._]+$")
 WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
-def _frozen_map(value: Mapping[str, str] | None = None) -> Mapping[str, str]:
-    return types.MappingProxyType(dict(value or {}))
-
-
 
 
 @dataclass(frozen=True)
 class Selection:
     include: tuple[str, ...] = ("*",)
     exclude: tuple[str, ...] = ()
-    tags: Mapping[str, str] = field(default_factory=_frozen_map)
+    tags: Mapping[str, str] = field(default_factory=frozen_map)
     ready_only: bool = True
     # pay-per-token system endpoints (endpoint_type FOUNDATION_MODEL_API, databricks-*): a workspace lists dozens,
     # so they are published only when asked for, here or by their exact name in include
@@ -101,7 +96,7 @@ class Workspace:
 @dataclass(frozen=True)
 class PolicySettings:
     template: str = "named-value-auth"
-    variables: Mapping[str, str] = field(default_factory=_frozen_map)
+    variables: Mapping[str, str] = field(default_factory=frozen_map)
     named_value: NamedValueSource = field(default_factory=NamedValueSource)
     oauth: OAuthSettings | None = None
 
@@ -191,19 +186,19 @@ def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any
         data = _read_yaml(file)
         base = file.resolve().parent
         for dotted in _PATH_KEYS:
-            value = _get(data, dotted)
+            value = get_key(data, dotted)
             if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
                 candidate = base / value
                 if candidate.exists() or not dotted.endswith(".template") or "/" in value:
-                    _set(data, dotted, str(candidate))
+                    set_key(data, dotted, str(candidate))
     for name, dotted in ENV_ALIASES.items():
         if env.get(name):
-            _set(data, dotted, env[name])
+            set_key(data, dotted, env[name])
     for dotted, value in _env_overrides(env).items():
-        _set(data, dotted, value)
+        set_key(data, dotted, value)
     for dotted, value in (overrides or {}).items():
         if value is not None:
-            _set(data, dotted, value)
+            set_key(data, dotted, value)
     return settings_from_mapping(data, origin)
 
 
@@ -213,7 +208,7 @@ def settings_from_mapping(data: Mapping[str, Any], origin: str = "<settings>") -
         raise ConfigError(f"{origin}: expected a mapping at the top level")
     if "apim" not in data:
         raise ConfigError(f"{origin}: apim: required (subscription_id, resource_group, service)")
-    settings = _build(Settings, {**data, "origin": origin}, origin, "")
+    settings = build(Settings, {**data, "origin": origin}, origin, "")
     _check(settings)
     return settings
 
@@ -239,142 +234,11 @@ def _read_yaml(file: Path) -> dict[str, Any]:
 def _env_overrides(env: Mapping[str, str]) -> dict[str, str]:
     """APIMSYNC_<SECTION>_<KEY> for every known setting (e.g. APIMSYNC_APIM_SERVICE, APIMSYNC_CONCURRENCY)."""
     out: dict[str, str] = {}
-    for dotted in _known_keys(Settings, ""):
+    for dotted in known_keys(Settings, ""):
         name = "APIMSYNC_" + dotted.replace(".", "_").upper()
         if name in env:
             out[dotted] = env[name]
     return out
-
-
-def _known_keys(cls: type, prefix: str) -> list[str]:
-    keys: list[str] = []
-    hints = get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.name == "origin":
-            continue
-        hint = hints[f.name]
-        inner = _dataclass_of(hint)
-        if inner is not None and inner is not Workspace:
-            keys += _known_keys(inner, f"{prefix}{f.name}.")
-        elif inner is None:
-            keys.append(prefix + f.name)
-    return keys
-
-
-def _dataclass_of(hint: Any) -> type | None:
-    """The dataclass in ``X``, ``X | None`` or ``tuple[X, ...]``."""
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return hint
-    args = getattr(hint, "__args__", ())
-    if args and isinstance(args[0], type) and dataclasses.is_dataclass(args[0]) and (
-            getattr(hint, "__origin__", None) is tuple or type(None) in args):
-        return args[0]
-    return None
-
-
-def _get(data: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
-def _build(cls: type, raw: Any, origin: str, prefix: str) -> Any:
-    where = prefix.rstrip(".") or "(top level)"
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{origin}: {where}: expected a mapping, got {_describe(raw)}")
-    hints = get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in raw:
-        if key not in fields or (key == "origin" and cls is not Settings):
-            close = difflib.get_close_matches(str(key), [k for k in fields if k != "origin"], n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"{origin}: unknown key '{prefix}{key}'{hint}")
-    values: dict[str, Any] = {}
-    for name, f in fields.items():
-        key = prefix + name
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if name not in raw or (raw[name] is None and required):
-            if required:
-                raise ConfigError(f"{origin}: {key}: required")
-            continue
-        values[name] = _coerce(hints[name], raw[name], origin, key)
-    return cls(**values)
-
-
-def _coerce(hint: Any, value: Any, origin: str, key: str) -> Any:
-    if value is None and "None" in str(hint):
-        return None
-    nested = _dataclass_of(hint)
-    if nested is not None and getattr(hint, "__origin__", None) is tuple:
-        if isinstance(value, Mapping):
-            value = [value]
-        if not isinstance(value, list) or not value:
-            raise ConfigError(f"{origin}: {key}: expected a non-empty list, got {_describe(value)}")
-        return tuple(_build(nested, item, origin, f"{key}[{i}].") for i, item in enumerate(value))
-    if nested is not None:
-        return _build(nested, value, origin, key + ".")
-    text = str(hint)
-    if value is None and "None" in text:
-        return None
-    if "Mapping" in text:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{origin}: {key}: expected a mapping, got {_describe(value)}")
-        return _frozen_map({str(k): str(v) for k, v in value.items()})
-    if "tuple" in text:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
-            raise ConfigError(f"{origin}: {key}: expected a list of strings, got {_describe(value)}")
-        return tuple(str(v) for v in value)
-    if hint is bool or text == "bool":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-            return value.strip().lower() in ("true", "yes", "1", "on")
-        raise ConfigError(f"{origin}: {key}: expected true or false, got {_describe(value)}")
-    if hint is int or text == "int":
-        if isinstance(value, bool) or not _is_int(value):
-            raise ConfigError(f"{origin}: {key}: expected an integer, got {_describe(value)}")
-        return int(value)
-    if hint is float or text == "float":
-        try:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{origin}: {key}: expected a number, got {_describe(value)}") from None
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return str(value)
-    raise ConfigError(f"{origin}: {key}: expected a string, got {_describe(value)}")
-
-
-def _is_int(value: Any) -> bool:
-    if isinstance(value, int):
-        return True
-    if isinstance(value, str):
-        return bool(re.fullmatch(r"\s*-?\d+\s*", value))
-    return isinstance(value, float) and value.is_integer()
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, (dict, list)):
-        return "a " + ("mapping" if isinstance(value, dict) else "list")
-    return repr(value)
 
 
 def _check(s: Settings) -> None:

@@ -226,13 +226,13 @@ class Engine:
         started = time.monotonic()
         report = Report(plan)
         if plan.has_changes:
-            owner = self.apim.acquire_lock(self.lock_name, self.settings.lock_ttl_seconds, force=force_lock)
+            owner = self.apim.lock.acquire(self.lock_name, self.settings.lock_ttl_seconds, force=force_lock)
             try:
                 report.named_values, report.outcomes = apply_plan(
                     plan, self.apim, concurrency=self.settings.concurrency,
                     update_strategy=self.settings.update_strategy, progress=self._progress)
             finally:
-                self.apim.release_lock(self.lock_name, owner)
+                self.apim.lock.release(self.lock_name, owner)
         report.seconds = time.monotonic() - started
         report.calls = self.apim.calls
         return report

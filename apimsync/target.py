@@ -3,28 +3,25 @@
 Two SDK quirks are handled here and nowhere else:
 - 5.0.0's default long-running-operation poller follows ``Azure-AsyncOperation`` and fails on APIM's
   operation-result body (research/apim.md §3); we poll the ``Location`` header instead.
-- ARM throttles per subscription. On a 429 every worker waits for the ``Retry-After`` the service gave
-  (a shared gate), so concurrent workers do not burn the write budget retrying into an empty bucket.
+- ARM throttles per subscription: one gate (``apimsync/pacing.py``) paces every worker and holds them all on a 429.
+The sync lock is in ``apimsync/lock.py``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
-import threading
 import time
-import uuid
-from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from apimsync.config import ApimSettings
 from apimsync.credentials import make_credential
-from apimsync.errors import LockError, TargetError
+from apimsync.errors import TargetError
+from apimsync.lock import TicketLock
 from apimsync.model import ActualApi, DesiredApi, NamedValueState, api_from_arm
+from apimsync.pacing import gate_policy
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -35,111 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONFLICT_RETRIES = 4
-
-
-def retry_after_seconds(headers: Any) -> float | None:
-    """The delay a throttled or busy response asks for (ms headers first, as azure-core reads them)."""
-    for name, scale in (("retry-after-ms", 1000.0), ("x-ms-retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return float(value) / scale
-            except ValueError:
-                continue
-    return None
-
-
-# ARM's 2024 token buckets per subscription, refill per second (Learn, "Understand how Azure Resource Manager
-# throttles requests"): the prior for pacing, corrected from the remaining counts ARM reports
-REFILL_PER_SECOND = {"reads": 25.0, "writes": 10.0, "deletes": 10.0}
-
-
-def _kind(method: str) -> str:
-    return "reads" if method in ("GET", "HEAD") else "deletes" if method == "DELETE" else "writes"
-
-
-def _gate_policy(reserve: int = 8, pacing: bool = True) -> Any:
-    from azure.core.pipeline.policies import HTTPPolicy
-
-    class ThrottleGate(HTTPPolicy):
-        """Shared by all workers: counts calls, holds every request while ARM says to back off (429), and paces
-        requests before the bucket runs dry.
-
-        Pacing: ARM reports the tokens left after each call (``x-ms-ratelimit-remaining-subscription-{kind}``).
-        When fewer than ``reserve`` (the number of workers) would be left, a request waits for the refill of the
-        missing tokens; the refill rate starts at ARM's documented one and follows what the counts show."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self._lock = threading.Lock()
-            self._until = 0.0
-            self.calls: Counter[str] = Counter()
-            self.reserve = reserve
-            self.pacing = pacing
-            self._remaining: dict[str, tuple[float, float]] = {}  # kind -> (count, when), minus requests sent since
-            self._sample: dict[str, tuple[float, int, int]] = {}  # kind -> (time, count, calls sent then)
-            self._rate = dict(REFILL_PER_SECOND)
-
-        def send(self, request: Any) -> Any:
-            wait = self._until - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            kind = _kind(request.http_request.method.upper())
-            if self.pacing:
-                self._pace(kind)
-            with self._lock:
-                self.calls[kind] += 1
-            response = self.next.send(request)
-            headers = response.http_response.headers
-            if response.http_response.status_code == 429:
-                delay = retry_after_seconds(headers) or 1.0
-                with self._lock:
-                    self.calls["throttled"] += 1
-                    self._until = max(self._until, time.monotonic() + delay)
-                    self._remaining.pop(kind, None)  # the gate holds everyone now; pace afresh from the next count
-            else:
-                self._observe(kind, headers.get(f"x-ms-ratelimit-remaining-subscription-{kind}"))
-            return response
-
-        def _pace(self, kind: str) -> None:
-            with self._lock:
-                known = self._remaining.get(kind)
-                if known is None:
-                    return
-                count, since = known
-                now = time.monotonic()
-                left = count + (now - since) * self._rate[kind]  # what has refilled since the count
-                self._remaining[kind] = (left - 1, now)  # this request's token
-                missing = self.reserve - left
-                delay = missing / self._rate[kind] if missing > 0 else 0.0
-                if delay > 0:
-                    self.calls["paced"] += 1
-            if delay > 0:
-                time.sleep(min(delay, 30.0))
-
-        def _observe(self, kind: str, header: Any) -> None:
-            try:
-                count = int(header)
-            except (TypeError, ValueError):
-                with self._lock:
-                    self._remaining.pop(kind, None)  # no count: no pacing on a guess
-                return
-            now = time.monotonic()
-            with self._lock:
-                sent = self.calls[kind]
-                before = self._sample.get(kind)
-                # only near the bottom of the bucket: a full bucket refills nothing and would read as a slow one
-                if before is not None and now - before[0] >= 0.5 and max(count, before[1]) < 4 * self.reserve:
-                    # refill = tokens gained back plus tokens spent, over the time between the two counts
-                    gained = (count - before[1] + (sent - before[2])) / (now - before[0])
-                    prior = REFILL_PER_SECOND[kind]
-                    estimate = min(max(gained, 0.1 * prior), 100 * prior)
-                    self._rate[kind] = 0.7 * self._rate[kind] + 0.3 * estimate
-                if before is None or now - before[0] >= 0.5:
-                    self._sample[kind] = (now, count, sent)
-                self._remaining[kind] = (float(count), now)
-
-    return ThrottleGate()
 
 
 def location_poller(interval: float) -> Any:
@@ -182,7 +74,8 @@ class ApimTarget:
         self._credential = credential
         self._retry_total = retry_total
         self._concurrency = concurrency
-        self._gate = _gate_policy(reserve=max(2, concurrency))
+        self._gate = gate_policy(reserve=max(2, concurrency))
+        self.lock = TicketLock(self)
         if client is not None:
             self.__dict__["client"] = client
 
@@ -430,107 +323,6 @@ class ApimTarget:
         self._call(f"writing named value {change.name}", lambda: self.client.named_value.begin_create_or_update(
             self.rg, self.svc, change.name, body, polling=self._poller()).result())
 
-    # -- the sync lock ---------------------------------------------------------------------------
-
-    # -- the sync lock ---------------------------------------------------------------------------------------
-
-    LOCK_ROUNDS = 8  # lists of the tickets before giving up
-    lock_pause = 0.3  # seconds between them
-
-    def acquire_lock(self, name: str, ttl_seconds: int, *, force: bool = False) -> str:
-        """Take the sync lock ``name``; returns the ticket to release.
-
-        Protocol (APIM has no conditional create for named values, no If-None-Match): each run creates its own
-        *ticket*, a named value ``<name>-<owner>`` holding its owner and expiry, then lists the tickets of the lock.
-        It proceeds only when its own ticket is the only live one. Otherwise the run with the larger owner id
-        withdraws its ticket and tries again later, while the smaller one keeps its ticket and lists again; after
-        ``LOCK_ROUNDS`` lists the run gives up with LockError. Expired tickets are deleted and ignored.
-
-        Guarantee: two runs never both proceed while their tickets live. If A proceeds, its list did not show B's
-        ticket, so B created it after that list; B's own list then shows A's ticket (kept until A releases) and B
-        waits. This relies on ARM answering a list with every write it has completed (read-after-write), and on
-        the ticket living as long as the holder works: a run longer than ``ttl_seconds``, or a clock ahead of the
-        holder's by more than the grace (a tenth of the TTL, at most a minute), can remove a live ticket. Contention
-        ends because only the larger owner withdraws."""
-        owner = uuid.uuid4().hex[:12]
-        ticket = f"{name}-{owner}"
-        expires = (datetime.now(timezone.utc) + timedelta(seconds=ttl_seconds)).isoformat()
-        try:
-            self._put_ticket(ticket, owner, expires, ttl_seconds)
-            others: list[dict[str, Any]] = []
-            for round_ in range(self.LOCK_ROUNDS):
-                others = [t for t in self._tickets(name) if t["ticket"] != ticket]
-                if force:
-                    for other in others:
-                        self._delete_ticket(other["ticket"])
-                    others = []
-                if not others:
-                    return ticket
-                if round_ == self.LOCK_ROUNDS - 1:
-                    break
-                if owner > min(str(t["owner"]) for t in others):  # the larger owner withdraws
-                    self._delete_ticket(ticket)
-                    time.sleep(self.lock_pause * random.uniform(1.0, 2.0))
-                    self._put_ticket(ticket, owner, expires, ttl_seconds)
-                else:
-                    time.sleep(self.lock_pause)
-        except BaseException:
-            self._delete_ticket(ticket)
-            raise
-        self._delete_ticket(ticket)
-        holder = min(others, key=lambda t: str(t["expires"]))
-        raise LockError(f"another apimsync run holds the lock on {self.svc} (owner {holder['owner']}, until "
-                        f"{holder['expires']}); wait, or break it with --force-lock")
-
-    def release_lock(self, name: str, ticket: str) -> None:
-        """Delete our ticket; a failure is only logged (the ticket expires by itself)."""
-        try:
-            self._delete_ticket(ticket, quiet=False)
-        except TargetError as exc:  # it expires by itself; never fail a finished sync over it
-            log.warning("%s", exc)
-
-    def _put_ticket(self, ticket: str, owner: str, expires: str, ttl_seconds: int) -> None:
-        from azure.mgmt.apimanagement.models import NamedValueCreateContract
-
-        body = NamedValueCreateContract(display_name=ticket, secret=False, value=json.dumps(
-            {"owner": owner, "expires": expires, "ttl": ttl_seconds}))
-        self._call("taking the sync lock", lambda: self.client.named_value.begin_create_or_update(
-            self.rg, self.svc, ticket, body, polling=self._poller()).result())
-
-    def _tickets(self, name: str) -> list[dict[str, Any]]:
-        """The live tickets of lock ``name`` (expired or unreadable ones are deleted on the way)."""
-        now = datetime.now(timezone.utc)
-        listed = self._call("reading the sync lock", lambda: list(self.client.named_value.list_by_service(
-            self.rg, self.svc, filter=f"startswith(displayName,'{name}-')")))
-        live = []
-        for nv in listed:
-            try:
-                held = json.loads(nv.value or "")
-                expires = _parse_time(held.get("expires"))
-                grace = min(60.0, 0.1 * float(held.get("ttl") or 0))
-            except (ValueError, AttributeError, TypeError):
-                expires = None
-            if expires is None or expires.tzinfo is None or expires + timedelta(seconds=grace) <= now:
-                self._delete_ticket(str(nv.name))
-                continue
-            live.append({"ticket": str(nv.name), "owner": str(held.get("owner")), "expires": held.get("expires")})
-        return live
-
-    def _delete_ticket(self, ticket: str, *, quiet: bool = True) -> None:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        def run() -> None:
-            try:
-                self.client.named_value.delete(self.rg, self.svc, ticket, if_match="*")
-            except ResourceNotFoundError:
-                pass
-
-        try:
-            self._call("releasing the sync lock", run)
-        except TargetError:
-            if not quiet:
-                raise
-
 
 def _props(contract: Any) -> dict[str, Any]:
     """The JSON-named properties of an SDK ApiContract."""
@@ -544,10 +336,3 @@ def _props(contract: Any) -> dict[str, Any]:
 
 def _last_segment(resource_id: str) -> str:
     return str(resource_id).rstrip("/").rsplit("/", 1)[-1]
-
-
-def _parse_time(text: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(text))
-    except ValueError:
-        return None

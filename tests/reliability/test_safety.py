@@ -100,10 +100,10 @@ def _contend(box: Sandbox, name: str) -> tuple[list[tuple[ApimTarget, str]], lis
     refused: list[LockError] = []
 
     def take(apim: ApimTarget) -> None:
-        apim.lock_pause = 0.05
+        apim.lock.pause = 0.05
         barrier.wait()
         try:
-            held.append((apim, apim.acquire_lock(name, 60)))
+            held.append((apim, apim.lock.acquire(name, 60)))
         except LockError as exc:
             refused.append(exc)
 
@@ -126,7 +126,7 @@ def test_two_first_runs_never_both_hold_the_lock(sandbox: Sandbox) -> None:
         assert len(held) == 1 and len(refused) == 1, "exactly one of two simultaneous first runs holds the lock"
         assert "holds the lock" in str(refused[0])
         apim, ticket = held[0]
-        apim.release_lock(name, ticket)
+        apim.lock.release(name, ticket)
     left = [nv.name for nv in sandbox.apim.client().named_value.list_by_service(
         sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE) if nv.name.startswith(name)]
     assert left == [], "no ticket is left behind"
@@ -147,9 +147,9 @@ def test_a_foreign_or_unreadable_ticket_never_crashes_the_lock(sandbox: Sandbox)
 def test_stale_lock_expires_by_itself(sandbox: Sandbox) -> None:
     settings = sandbox.settings(lock_ttl_seconds=1)
     engine = sandbox.engine(settings)
-    engine.apim.acquire_lock(engine.lock_name, 1)
+    engine.apim.lock.acquire(engine.lock_name, 1)
     waiting = sandbox.engine(settings)
-    waiting.apim.lock_pause = 0.01  # it gives up well within the holder's second
+    waiting.apim.lock.pause = 0.01  # it gives up well within the holder's second
     with pytest.raises(LockError):
         waiting.sync()
     time.sleep(1.2)

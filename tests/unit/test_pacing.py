@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import apimsync.target as target
+import apimsync.pacing as target
 
 
 class Next:
@@ -35,7 +35,7 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def test_a_low_count_paces_and_a_missing_count_stops_pacing(sleeps: list[float]) -> None:
-    gate = target._gate_policy(reserve=8)
+    gate = target.gate_policy(reserve=8)
     gate.next = Next([{"x-ms-ratelimit-remaining-subscription-writes": "2"}])
     gate.send(_request())  # learns: 2 writes left
     gate.send(_request())  # 8 wanted, 2 left: waits for 6 tokens at 10/s
@@ -48,7 +48,7 @@ def test_a_low_count_paces_and_a_missing_count_stops_pacing(sleeps: list[float])
 
 
 def test_a_comfortable_count_never_waits(sleeps: list[float]) -> None:
-    gate = target._gate_policy(reserve=8)
+    gate = target.gate_policy(reserve=8)
     gate.next = Next([{"x-ms-ratelimit-remaining-subscription-writes": "150"}] * 20)
     for _ in range(20):
         gate.send(_request())
