@@ -13,6 +13,8 @@ from typing import Any, get_type_hints
 
 from apimsync.errors import ConfigError
 
+INTERNAL = ("origin", "environment")  # fields the loader sets, never a file or an environment variable
+
 
 def frozen_map(value: Mapping[str, str] | None = None) -> Mapping[str, str]:
     return types.MappingProxyType(dict(value or {}))
@@ -22,7 +24,7 @@ def known_keys(cls: type, prefix: str) -> list[str]:
     keys: list[str] = []
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name == "origin":
+        if f.name in INTERNAL:
             continue
         hint = hints[f.name]
         inner = dataclass_of(hint)
@@ -73,7 +75,7 @@ def build(cls: type, raw: Any, origin: str, prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), [k for k in fields if k != "origin"], n=1)
+            close = difflib.get_close_matches(str(key), [k for k in fields if k not in INTERNAL], n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"{origin}: unknown key '{prefix}{key}'{hint}")
     values: dict[str, Any] = {}
@@ -91,6 +93,9 @@ def build(cls: type, raw: Any, origin: str, prefix: str) -> Any:
 def coerce(hint: Any, value: Any, origin: str, key: str) -> Any:
     if value is None and "None" in str(hint):
         return None
+    options = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
+    if type(None) in getattr(hint, "__args__", ()) and len(options) == 1:
+        hint = options[0]  # X | None with a value: an X
     nested = dataclass_of(hint)
     if nested is not None and getattr(hint, "__origin__", None) is tuple:
         if isinstance(value, Mapping):

@@ -44,8 +44,12 @@ def handle_errors(func: F) -> F:
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="Output format on stdout for plan, sync, import, lint and demo.")
 @click.option("-p", "--profile", help="Databricks configuration profile (~/.databrickscfg) of the workspace.")
+@click.option("--env", "environment", envvar="APIMSYNC_ENV",
+              help="Apply this entry of the configuration's environments: (its APIM service, selection, naming, "
+                   "policy variables, credentials).")
 @click.pass_context
-def main(ctx: click.Context, log_level: str, debug: bool, output: str, profile: str | None) -> None:
+def main(ctx: click.Context, log_level: str, debug: bool, output: str, profile: str | None,
+         environment: str | None) -> None:
     """Publish Databricks Model Serving endpoints into Azure API Management.
 
     apimsync fetches each serving endpoint's OpenAPI document, transforms it into a spec APIM
@@ -80,7 +84,7 @@ def _engine(ctx: click.Context, config: str | None, overrides: dict[str, Any]) -
     from apimsync.engine import Engine
 
     profile = ctx.find_root().params.get("profile")
-    settings = load_settings(config, overrides=overrides)
+    settings = load_settings(config, overrides=overrides, environment=ctx.find_root().params.get("environment"))
     if profile:
         if len(settings.workspaces) > 1:
             from apimsync.errors import ConfigError
@@ -136,13 +140,27 @@ def _transformed(spec: dict[str, Any], pipeline: str | None, server_url: str | N
 @click.option("--server-url", help="URL for the spec's single server (default: the spec's first server).")
 @handle_errors
 def transform(spec: str, out: str | None, pipeline: str | None, server_url: str | None) -> None:
-    """Transform a Databricks serving spec (a file, or - for stdin) into one APIM imports."""
-    result = json.dumps(_transformed(_read_spec(spec), pipeline, server_url), indent=2) + "\n"
+    """Transform a Databricks serving spec (a file, or - for stdin) into one APIM imports.
+
+    Exit 1, with the linter's findings on stderr, when the result would still be refused by APIM (the spec is
+    written all the same, to look at); 2 for an unreadable spec or pipeline.
+    """
+    from apimsync.transform import lint
+
+    document = _transformed(_read_spec(spec), pipeline, server_url)
+    result = json.dumps(document, indent=2) + "\n"
     if out:
         with open(out, "w", encoding="utf-8") as fh:
             fh.write(result)
     else:
         click.echo(result, nl=False)
+    errors = [f for f in lint(document) if f.severity == "error"]
+    for finding in errors:
+        click.echo(str(finding), err=True)
+    if errors:
+        click.echo(f"{len(errors)} problem(s) APIM would refuse the import for: fix them with a pipeline step "
+                   "(see apimsync lint)", err=True)
+        sys.exit(1)
 
 
 @main.command()

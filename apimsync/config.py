@@ -26,6 +26,7 @@ from apimsync.naming import render_name, sanitize_api_id, sanitize_path
 DEFAULT_FILE = "apimsync.yaml"
 SERVICE_NAME = re.compile(r"^[a-zA-Z](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?$")
 NAMED_VALUE_NAME = re.compile(r"^[A-Za-z0-9\-._]+$")
+ENV_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
@@ -58,7 +59,8 @@ class Naming:
     api_id: str = "dbx-{endpoint}"
     path: str = "serving/{endpoint}"
     display_name: str = "{endpoint}"
-    description: str = "Databricks Model Serving endpoint {endpoint}"
+    # also {task} and {served_models} (name, model and version, or the external / foundation model of each)
+    description: str = "Databricks Model Serving endpoint {endpoint} ({task}): {served_models}"
 
 
 @dataclass(frozen=True)
@@ -94,11 +96,21 @@ class Workspace:
 
 
 @dataclass(frozen=True)
+class LlmPolicy:
+    """LLM-aware policies for chat, completions and agent endpoints (Learn: llm-token-limit, llm-emit-token-metric)."""
+
+    tokens_per_minute: int | None = None  # per subscription
+    emit_metrics: bool = False  # token metrics (needs Application Insights with custom metrics)
+    metrics_namespace: str = "apimsync"
+
+
+@dataclass(frozen=True)
 class PolicySettings:
     template: str = "named-value-auth"
     variables: Mapping[str, str] = field(default_factory=frozen_map)
     named_value: NamedValueSource = field(default_factory=NamedValueSource)
     oauth: OAuthSettings | None = None
+    llm: LlmPolicy | None = None
 
 
 # the default names of the named values apimsync keeps: one per workspace, since a token is valid in one only
@@ -141,6 +153,9 @@ class ApiSettings:
     tags: tuple[str, ...] = ()
     served_model_routes: bool = False  # also publish /served-models/<entity>/invocations (names change per version)
     backend_hosts: tuple[str, ...] = ()  # hosts (globs) allowed as backends besides the workspace's and Databricks'
+    endpoint_tags: bool = False  # also tag each API with its endpoint's tags ("key-value", sanitised to tag ids)
+    validate_requests: bool = False  # refuse payloads that do not fit the schema at the gateway (validate-content)
+    max_request_bytes: int = 102_400  # validate-content's max-size (Learn: at most 100 KB, or 4 MB in newer text)
 
 
 @dataclass(frozen=True)
@@ -164,6 +179,7 @@ class Settings:
     update_strategy: str = "in-place"
     lock_ttl_seconds: int = 900
     origin: str = "<settings>"
+    environment: str | None = None  # the entry of `environments:` applied (--env / APIMSYNC_ENV)
 
 
 CREDENTIALS = ("default", "cli", "managed-identity", "emulator")
@@ -175,22 +191,28 @@ _PATH_KEYS = ("pipeline", "policy.template", "policy.oauth.template", "apim.ca_b
 # -- loading ---------------------------------------------------------------------------------------
 
 def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None,
-                  env: Mapping[str, str] | None = None) -> Settings:
-    """Settings from a file (default ./apimsync.yaml when it exists), the environment and overrides."""
+                  env: Mapping[str, str] | None = None, environment: str | None = None) -> Settings:
+    """Settings from a file (default ./apimsync.yaml when it exists) with one of its ``environments`` applied
+    (``environment``, else ``APIMSYNC_ENV``), the environment variables and overrides."""
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
     origin = "<settings>"
     file = Path(path) if path is not None else Path(DEFAULT_FILE)
+    environment = environment or env.get("APIMSYNC_ENV") or None
     if path is not None or file.exists():
         origin = str(file)
         data = _read_yaml(file)
         base = file.resolve().parent
-        for dotted in _PATH_KEYS:
-            value = get_key(data, dotted)
-            if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-                candidate = base / value
-                if candidate.exists() or not dotted.endswith(".template") or "/" in value:
-                    set_key(data, dotted, str(candidate))
+        environments = data.get("environments")
+        for part in [data, *(v for v in environments.values() if isinstance(v, dict))] \
+                if isinstance(environments, dict) else [data]:  # paths are relative to the file, in each
+            for dotted in _PATH_KEYS:
+                value = get_key(part, dotted)
+                if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+                    candidate = base / value
+                    if candidate.exists() or not dotted.endswith(".template") or "/" in value:
+                        set_key(part, dotted, str(candidate))
+        data = apply_environment(data, environment, origin)  # under the environment variables and flags
     for name, dotted in ENV_ALIASES.items():
         if env.get(name):
             set_key(data, dotted, env[name])
@@ -199,16 +221,48 @@ def load_settings(path: str | Path | None = None, *, overrides: Mapping[str, Any
     for dotted, value in (overrides or {}).items():
         if value is not None:
             set_key(data, dotted, value)
-    return settings_from_mapping(data, origin)
+    return settings_from_mapping(data, origin, environment)
 
 
-def settings_from_mapping(data: Mapping[str, Any], origin: str = "<settings>") -> Settings:
-    """Validate a mapping shaped like the YAML file into Settings."""
+def apply_environment(data: Mapping[str, Any], name: str | None, origin: str) -> dict[str, Any]:
+    """The file's settings with ``environments.<name>`` merged over them (mappings merge, anything else replaces,
+    as APIOps' per-environment configuration does); without a name, the base settings."""
+    data = dict(data)
+    environments = data.pop("environments", None) or {}
+    if not isinstance(environments, Mapping):
+        raise ConfigError(f"{origin}: environments: expected a mapping of environment names to settings")
+    if name is None:
+        return data
+    if name not in environments:
+        known = ", ".join(sorted(map(str, environments))) or "none defined"
+        raise ConfigError(f"{origin}: environment '{name}' is not in environments ({known})")
+    if not isinstance(environments[name], Mapping):
+        raise ConfigError(f"{origin}: environments.{name}: expected a mapping of settings")
+    return _merge(data, environments[name])
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) \
+            else value
+    return out
+
+
+def settings_from_mapping(data: Mapping[str, Any], origin: str = "<settings>",
+                          environment: str | None = None) -> Settings:
+    """Validate a mapping shaped like the YAML file into Settings (``environment``: one of its environments)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{origin}: expected a mapping at the top level")
+    if "environment" in data:
+        raise ConfigError(f"{origin}: environment: not a setting; define environments: and choose with --env")
+    if "environments" in data:  # (load_settings has applied it already, under the variables and flags)
+        data = apply_environment(data, environment, origin)
+    if environment is not None and not ENV_NAME.match(environment):
+        raise ConfigError(f"{origin}: environment '{environment}': letters, digits, '-', '_' only (at most 32)")
     if "apim" not in data:
         raise ConfigError(f"{origin}: apim: required (subscription_id, resource_group, service)")
-    settings = build(Settings, {**data, "origin": origin}, origin, "")
+    settings = build(Settings, {**data, "origin": origin, "environment": environment}, origin, "")
     _check(settings)
     return settings
 
@@ -273,7 +327,8 @@ def _check(s: Settings) -> None:
         raise ConfigError(f"{o}: workspaces: names must be unique, got {', '.join(names)}")
     for key in ("api_id", "path", "display_name", "description"):
         try:
-            rendered = render_name(getattr(s.naming, key), endpoint="endpoint", workspace="workspace")
+            extra = {"task": "task", "served_models": "models"} if key == "description" else {}
+            rendered = render_name(getattr(s.naming, key), endpoint="endpoint", workspace="workspace", **extra)
             if key == "api_id":
                 sanitize_api_id(rendered)
             if key == "path":
@@ -303,6 +358,13 @@ def _check(s: Settings) -> None:
             if other[1] != src:  # one named value, two values: one workspace would send the other's credential
                 raise ConfigError(f"{o}: named value '{src.name}' is used by workspaces {other[0]} and {w.name} "
                                   "with different sources; give each workspace its own (a name with {workspace})")
+    if not 1024 <= s.apis.max_request_bytes <= 4 * 1024 * 1024:
+        raise ConfigError(f"{o}: apis.max_request_bytes: expected 1024 to 4194304 (validate-content's max-size)")
+    if s.policy.llm is not None:
+        if s.policy.llm.tokens_per_minute is not None and s.policy.llm.tokens_per_minute < 1:
+            raise ConfigError(f"{o}: policy.llm.tokens_per_minute: expected a positive number")
+        if not NAMED_VALUE_NAME.match(s.policy.llm.metrics_namespace):
+            raise ConfigError(f"{o}: policy.llm.metrics_namespace: letters, digits, '-', '.', '_' only")
     if not 1 <= s.concurrency <= 64:
         raise ConfigError(f"{o}: concurrency: expected 1 to 64, got {s.concurrency}")
     if s.update_strategy not in ("in-place", "revision"):

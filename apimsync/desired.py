@@ -9,6 +9,7 @@ variables) → DesiredApi with its ownership marker.
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -57,7 +58,8 @@ def build(f: Fetched, settings: Settings, pipeline: Pipeline, templates: Templat
 
 def _desired(ep: Endpoint, spec: dict[str, Any], s: Settings, pipeline: Pipeline, templates: Templates, *,
              synthesized: bool) -> DesiredApi | Failure:
-    from apimsync.policy import render_policy
+    from apimsync.optional_policies import add_inbound, optional_policies
+    from apimsync.policy import check_policy, render_policy
     from apimsync.spec import dump_spec
     from apimsync.transform import TransformContext, lint
 
@@ -68,7 +70,8 @@ def _desired(ep: Endpoint, spec: dict[str, Any], s: Settings, pipeline: Pipeline
         view = ApiSettingsView(
             path=sanitize_path(render_name(s.naming.path, **names)),
             display_name=render_name(s.naming.display_name, **names)[:300],
-            description=render_name(s.naming.description, **names),
+            description=render_name(s.naming.description, **names, task=ep.task or "custom model",
+                                    served_models=", ".join(ep.served_models) or "no served model listed"),
             service_url=ep.backend_url, subscription_required=s.apis.subscription_required)
         stage = "transform"
         ctx = TransformContext(endpoint=ep.name, server_url=ep.backend_url, tags=dict(ep.tags),
@@ -89,8 +92,11 @@ def _desired(ep: Endpoint, spec: dict[str, Any], s: Settings, pipeline: Pipeline
         variables = {**s.policy.variables, **variables, "endpoint": ep.name, "api_id": api_id,
                      "workspace": ep.workspace, "backend_url": ep.backend_url}
         policy = render_policy(templates(template), variables, origin=f"policy {template}")
+        fragments, optional = optional_policies(ep, s)
+        policy = add_inbound(policy, fragments)
+        check_policy(policy, origin=f"policy {template} with apimsync's optional policies")
         notes = ((f"spec synthesized from task {ep.task}",) if synthesized else ()) + (
-            ("OAuth service principal",) if "client_id_name" in variables else ())
+            ("OAuth service principal",) if "client_id_name" in variables else ()) + tuple(optional)
     except ApimsyncError as exc:
         return Failure(ep.workspace, ep.name, stage, str(exc))
     except (RecursionError, ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -98,12 +104,24 @@ def _desired(ep: Endpoint, spec: dict[str, Any], s: Settings, pipeline: Pipeline
         return Failure(ep.workspace, ep.name, stage, f"unexpected spec content ({type(exc).__name__}: "
                                                      f"{str(exc)[:200]})")
     desired = DesiredApi(api_id=api_id, workspace=ep.workspace, endpoint=ep.name, settings=view,
-                         spec_json=dump_spec(out), policy_xml=policy, products=s.apis.products, tags=s.apis.tags,
+                         spec_json=dump_spec(out), policy_xml=policy, products=s.apis.products,
+                         tags=s.apis.tags + (endpoint_tags(ep) if s.apis.endpoint_tags else ()),
+                         environment=s.environment or "",
                          notes=notes)
     if len(str(desired.marker)) > MARKER_MAX:
         return Failure(ep.workspace, ep.name, "naming", f"the ownership marker would exceed APIM's {MARKER_MAX} "
                                                         "characters (endpoint name too long)", api_id)
     return desired
+
+
+def endpoint_tags(ep: Endpoint) -> tuple[str, ...]:
+    """An endpoint's tags as APIM tag ids: ``key-value``, characters outside [A-Za-z0-9-._] as '-', at most 80."""
+    out = []
+    for key, value in sorted(ep.tags.items()):
+        tag = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{key}-{value}" if value else key).strip("-.")[:80]
+        if tag and tag not in out:
+            out.append(tag)
+    return tuple(out)
 
 
 def policy_inputs(ep: Endpoint, settings: Settings) -> tuple[str, dict[str, str]]:

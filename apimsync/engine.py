@@ -139,7 +139,7 @@ class Engine:
             self.apim.service_id, desired, actual, workspaces=listed_workspaces, skipped=skipped, failures=failures,
             named_values=named_values, prune=bool(s.prune.enabled if prune is None else prune) and only is None,
             max_delete_fraction=s.prune.max_delete_fraction, protect=s.prune.protect, force=force,
-            empty_workspaces=empty_workspaces, endpoint=only)
+            empty_workspaces=empty_workspaces, endpoint=only, environment=s.environment or "")
         return plan
 
     def _fetch_all(self, endpoints: list[Endpoint]) -> list[Fetched]:
@@ -155,7 +155,9 @@ class Engine:
     def _actual(self, workspaces: list[str]) -> list[ActualApi]:
         """Every API in the service; owned ones (from these workspaces) with their policy and links."""
         apis = self.apim.list_apis()
-        owned = [a for a in apis if a.marker is not None and a.marker.workspace in workspaces]
+        env = self.settings.environment or ""
+        owned = [a for a in apis if a.marker is not None and a.marker.workspace in workspaces
+                 and a.marker.environment == env]
         product_links = {p: self.apim.product_apis(p) for p in self.settings.apis.products}
         tag_links = self.apim.tag_links() if self.settings.apis.tags else {}
         policies = {}

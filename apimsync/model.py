@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote
 
 MARKER_PREFIX = "apimsync:1"
 MARKER_MAX = 256  # apiRevisionDescription: maxLength 256 (definitions.json, ApiRevisionContract)
-_MARKER = re.compile(r"apimsync:1 ws=(\S*) ep=(\S*) spec=(\S*) cfg=(\S*)")
+_MARKER = re.compile(r"apimsync:1 ws=(\S*) ep=(\S*) spec=(\S*) cfg=(\S*)(?: env=(\S+))?")
 
 
 def short_hash(value: Any) -> str:
@@ -34,17 +34,20 @@ class Marker:
     endpoint: str
     spec: str
     settings: str
+    environment: str = ""  # the configuration's environment (--env), when it has one
 
     def __str__(self) -> str:
         # fields are percent-encoded and the whole text must match one fixed shape, so no name can add a field
-        values = (self.workspace, self.endpoint, self.spec, self.settings)
-        fields = (quote(v, safe="", errors="surrogatepass") for v in values)
-        return "{} ws={} ep={} spec={} cfg={}".format(MARKER_PREFIX, *fields)
+        values = (self.workspace, self.endpoint, self.spec, self.settings, self.environment)
+        ws, ep, spec, cfg, env = (quote(v, safe="", errors="surrogatepass") for v in values)
+        return f"{MARKER_PREFIX} ws={ws} ep={ep} spec={spec} cfg={cfg}" + (f" env={env}" if env else "")
 
     @classmethod
     def parse(cls, text: str | None) -> Marker | None:
         match = _MARKER.fullmatch(text or "")
-        return cls(*(unquote(v, errors="surrogatepass") for v in match.groups())) if match else None
+        if not match:
+            return None
+        return cls(*(unquote(v or "", errors="surrogatepass") for v in match.groups()))
 
 
 @dataclass(frozen=True)
@@ -75,10 +78,12 @@ class DesiredApi:
     products: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # shown in the plan (a synthesized spec, the OAuth policy); not part of the hashes
+    environment: str = ""
 
     @property
     def marker(self) -> Marker:
-        return Marker(self.workspace, self.endpoint, short_hash(self.spec_json), short_hash(self.settings_dict()))
+        return Marker(self.workspace, self.endpoint, short_hash(self.spec_json), short_hash(self.settings_dict()),
+                      self.environment)
 
     def settings_dict(self) -> dict[str, Any]:
         s = self.settings

@@ -124,6 +124,7 @@ class NamedValueChange:
 @dataclass(frozen=True)
 class Plan:
     target: str
+    environment: str | None = None
     changes: tuple[Change, ...] = ()
     named_values: tuple[NamedValueChange, ...] = ()
     skipped: tuple[Skip, ...] = ()
@@ -147,7 +148,8 @@ class Plan:
                 + (f", {len(self.failures)} failed" if self.failures else "") + ".")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, "target": self.target, "created_at": self.created_at,
+        return {"format_version": FORMAT_VERSION, "target": self.target, "environment": self.environment,
+                "created_at": self.created_at,
                 "checksum": self.checksum, **self._content()}
 
     def _content(self) -> dict[str, Any]:
@@ -164,14 +166,16 @@ class Plan:
     def checksum(self) -> str:
         """sha256 over the plan's content (all but when it was made): ``sync --plan`` applies a reviewed plan
         only when planning again gives the same checksum, as octodns and Terraform do."""
-        content = json.dumps({"target": self.target, **self._content()}, sort_keys=True, separators=(",", ":"))
+        content = json.dumps({"target": self.target, "environment": self.environment, **self._content()},
+                             sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
     def __str__(self) -> str:
-        lines = [f"apimsync plan for {self.target}", ""]
+        lines = [f"apimsync plan for {self.target}" + (f" (environment {self.environment})"
+                                                        if self.environment else ""), ""]
         for nv in self.named_values:
             lines.append(f"  {SYMBOL[nv.action]} named value {nv.name} ({nv.source})"
                          + (f": {'; '.join(nv.reasons)}" if nv.reasons else ""))
@@ -256,6 +260,7 @@ def make_plan(
     protect: Sequence[str] = (),
     force: bool = False,
     endpoint: str | None = None,
+    environment: str = "",
     empty_workspaces: Iterable[str] = (),
 ) -> Plan:
     """Decide every API's change. ``actual`` is every API in the service; only owned ones can change.
@@ -297,7 +302,8 @@ def make_plan(
                               desired=d, actual=existing))
 
     held = {(s.workspace, s.endpoint) for s in skipped} | {(f.workspace, f.endpoint) for f in failures_out}
-    owned = [a for a in actual if a.owned and a.marker and a.marker.workspace in workspace_set]
+    owned = [a for a in actual if a.owned and a.marker and a.marker.workspace in workspace_set
+             and a.marker.environment == environment]  # another environment's APIs are not ours
     for a in owned:
         marker = a.marker
         assert marker is not None
@@ -334,7 +340,8 @@ def make_plan(
 
     if endpoint is not None:  # one endpoint's plan (import): its changes only
         changes = [c for c in changes if c.endpoint == endpoint]
-    return Plan(target=target, changes=tuple(changes), named_values=tuple(named_values), skipped=tuple(skipped),
+    return Plan(target=target, environment=environment or None, changes=tuple(changes),
+                named_values=tuple(named_values), skipped=tuple(skipped),
                 failures=tuple(failures_out), withheld=tuple(withheld))
 
 

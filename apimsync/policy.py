@@ -29,7 +29,7 @@ def load_template(name_or_path: str) -> tuple[str, Path]:
 
 # Values are data: escaped for both quote styles, and APIM's named-value braces become character references, so an
 # endpoint named "x{{other-secret}}" can neither read a named value nor break out of an attribute.
-_VALUE_ESCAPES = {'"': "&quot;", "'": "&apos;", "{": "&#123;", "}": "&#125;"}
+VALUE_ESCAPES = {'"': "&quot;", "'": "&apos;", "{": "&#123;", "}": "&#125;"}
 
 
 def render_policy(template: str, variables: Mapping[str, str], *, origin: str = "policy") -> str:
@@ -37,7 +37,7 @@ def render_policy(template: str, variables: Mapping[str, str], *, origin: str = 
     well-formed <policies> document with the template's own elements and attributes."""
     body = COMMENT.sub("", template).strip() + "\n"
     try:
-        escaped = {k: escape(str(v), _VALUE_ESCAPES) for k, v in variables.items()}
+        escaped = {k: escape(str(v), VALUE_ESCAPES) for k, v in variables.items()}
         xml = string.Template(body).substitute(escaped)
         reference = string.Template(body).substitute({k: "v" for k in variables})
     except KeyError as exc:

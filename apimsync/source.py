@@ -41,6 +41,7 @@ class Endpoint:
     route_optimized: bool = False
     endpoint_url: str | None = None
     id: str | None = None  # what an OAuth token's authorization_details names
+    served_models: tuple[str, ...] = ()  # each served entity described: name (model vN | external or foundation model)
 
     @property
     def backend_url(self) -> str:
@@ -63,13 +64,14 @@ class Endpoint:
         config = _field(item, "config", Mapping) or {}
         entities = _field(config, "served_entities", list, "config.") or _field(config, "served_models", list,
                                                                                 "config.") or []
-        names = []
+        names, described = [], []
         for i, entity in enumerate(entities):
             if not isinstance(entity, Mapping):
                 raise SourceError(f"config.served_entities[{i}]: expected an object, got {_kind(entity)}")
             entity_name = _field(entity, "name", str, f"config.served_entities[{i}].")
             if entity_name:
                 names.append(entity_name)
+                described.append(_describe_entity(entity_name, entity))
         tags: dict[str, str] = {}
         for i, tag in enumerate(_field(item, "tags", list) or []):
             if not isinstance(tag, Mapping) or not isinstance(tag.get("key"), str):
@@ -88,8 +90,23 @@ class Endpoint:
             tags=tags, task=_field(item, "task", str), endpoint_type=_field(item, "endpoint_type", str),
             served_entities=tuple(names), config_version=None if version is None else str(version),
             route_optimized=bool(route_optimized), endpoint_url=_field(item, "endpoint_url", str),
-            id=_field(item, "id", str),
+            id=_field(item, "id", str), served_models=tuple(described),
         )
+
+
+def _describe_entity(name: str, entity: Mapping[str, Any]) -> str:
+    """``name (main.ml.model v3)``, ``name (external openai/gpt-4o)`` or ``name (Meta Llama 3.3 70B)``."""
+    model, version = entity.get("entity_name"), entity.get("entity_version")
+    external, foundation = entity.get("external_model"), entity.get("foundation_model")
+    if isinstance(model, str) and model:
+        detail = model + (f" v{version}" if isinstance(version, (str, int)) and not isinstance(version, bool) else "")
+    elif isinstance(external, Mapping) and isinstance(external.get("name"), str):
+        detail = f"external {external.get('provider') or 'model'}/{external['name']}"
+    elif isinstance(foundation, Mapping) and isinstance(foundation.get("display_name"), str):
+        detail = foundation["display_name"]
+    else:
+        return name
+    return f"{name} ({detail[:200]})"
 
 
 def _field(item: Mapping[str, Any], key: str, kind: type, prefix: str = "", *, required: bool = False) -> Any:

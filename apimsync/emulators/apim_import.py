@@ -54,6 +54,8 @@ class ImportedOperation:
     url_template: str
     description: str
     operation_id: str | None
+    # the JSON request body's schema, with the document's components beside it for its $refs (validate-content)
+    request_schema: dict[str, Any] | None = None
 
 
 @dataclass
@@ -297,7 +299,7 @@ def import_spec(value: str | bytes, fmt: str) -> ImportedApi:
                 name=operation_name(op_id, method, path),
                 display_name=str(op.get("summary") or op_id or "")[:300] or operation_name(op_id, method, path),
                 method=method.upper(), url_template=path, description=str(op.get("description") or ""),
-                operation_id=op_id))
+                operation_id=op_id, request_schema=_request_schema(op, doc)))
     if reader.errors:
         raise ImportRejected([*reader.errors, f"Parsing error(s): {SPEC_NOTE}"])
     _dedupe(operations)
@@ -319,6 +321,17 @@ def _dedupe(operations: list[ImportedOperation]) -> None:
         seen.add(name)
 
 
+def _request_schema(op: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any] | None:
+    body = op.get("requestBody")
+    content = body.get("content") if isinstance(body, dict) else None
+    media = content.get("application/json") if isinstance(content, dict) else None
+    schema = media.get("schema") if isinstance(media, dict) else None
+    if not isinstance(schema, dict):
+        return None
+    components = doc.get("components") if isinstance(doc.get("components"), dict) else {}
+    return {**schema, "components": components} if components else dict(schema)
+
+
 def reimport_operations(existing: list[ImportedOperation],
                         new: list[ImportedOperation]) -> tuple[list[ImportedOperation], list[str]]:
     """APIM re-import: match on operationId ↔ existing name; unmatched existing operations are deleted."""
@@ -328,6 +341,6 @@ def reimport_operations(existing: list[ImportedOperation],
         key = operation_name(op.operation_id, op.method, op.url_template) if op.operation_id else op.name
         match = by_name.get(key) or by_name.get(op.name)
         result.append(ImportedOperation(match.name if match else op.name, op.display_name, op.method,
-                                        op.url_template, op.description, op.operation_id))
+                                        op.url_template, op.description, op.operation_id, op.request_schema))
     kept = {op.name for op in result}
     return result, [name for name in by_name if name not in kept]

@@ -65,6 +65,7 @@ class GatewayApi:
     subscription_required: bool
     operations: list[tuple[str, str, str]]  # (name, method, url template)
     policy: str | None
+    request_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)  # by operation name
 
 
 @dataclass
@@ -78,6 +79,12 @@ class _Call:
     backend_url: str
     variables: dict[str, Any] = field(default_factory=dict)
     response: Response | None = None
+    api_id: str = ""
+    operation: str = ""
+    subscription: str = ""  # the id of the subscription whose key was sent
+    request_schema: dict[str, Any] | None = None
+    after_response: list[Any] = field(default_factory=list)  # hooks run on the backend's answer
+    forwarded: bool = False  # the backend was called
 
 
 class Gateway:
@@ -89,6 +96,8 @@ class Gateway:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[Any, float]] = {}
         self.calls: dict[str, int] = {}  # api id -> requests answered by the backend
+        self._token_windows: dict[str, tuple[float, int]] = {}  # llm-token-limit counter key -> (minute, tokens)
+        self.llm_metrics: list[dict[str, Any]] = []  # what llm-emit-token-metric emitted
 
     def clear_cache(self) -> None:
         """Forget cached values (as a cache purge would): the next call runs the policy's cache misses."""
@@ -103,8 +112,8 @@ class Gateway:
         api = _match_api(apis, path)
         if api is None:
             return gateway_error(404, "Resource not found")
+        key = request.headers.get("ocp-apim-subscription-key") or request.query.get("subscription-key")
         if api.subscription_required:
-            key = request.headers.get("ocp-apim-subscription-key") or request.query.get("subscription-key")
             if not key:
                 return gateway_error(401, MISSING_KEY)
             if key not in keys:
@@ -113,21 +122,27 @@ class Gateway:
         matched = _match_operation(api.operations, request.method, rest)
         if matched is None:
             return gateway_error(404, "Resource not found")
+        operation, values = matched
         query = {k: v for k, v in request.query.items() if k != "subscription-key"}
-        call = _Call(request.method, rest, query, dict(request.headers), request.body, matched, api.service_url)
+        call = _Call(request.method, rest, query, dict(request.headers), request.body, values, api.service_url,
+                     api_id=api.api_id, operation=operation, subscription=keys.get(key or "", ""),
+                     request_schema=api.request_schemas.get(operation))
         try:
             # an API without a policy behaves as one of <base /> only (a missing section is <base />)
             document = _parse(_expand(api.policy or "<policies />", named_values))
             self._run_section(document, "inbound", call)
             if call.response is None:  # return-response in inbound answers without calling the backend
                 self._run_section(document, "backend", call)
+                for hook in call.after_response:
+                    hook(call.response)
             self._run_section(document, "outbound", call)
         except PolicyFailure as exc:
             return gateway_error(500, f"Internal server error: {exc}")
         if call.response is None:
             return gateway_error(500, "Internal server error: the policy did not forward the request")
-        with self._lock:
-            self.calls[api.api_id] = self.calls.get(api.api_id, 0) + 1
+        if call.forwarded:
+            with self._lock:
+                self.calls[api.api_id] = self.calls.get(api.api_id, 0) + 1
         return call.response
 
     # -- policy execution -------------------------------------------------------------------------------------
@@ -135,6 +150,8 @@ class Gateway:
     def _run_section(self, document: ET.Element, name: str, call: _Call) -> None:
         section = document.find(name)
         for element in section if section is not None else [ET.Element("base")]:
+            if call.response is not None and name == "inbound":
+                return  # an answer (return-response, a refusal) ends the inbound pipeline
             if element.tag == "base":
                 inherited = _GLOBAL.find(name)
                 for inner in inherited if inherited is not None else []:
@@ -226,7 +243,85 @@ class Gateway:
         if call.query:
             url += "?" + urlencode(call.query)
         headers = {k: v for k, v in call.headers.items() if k not in _HOP_BY_HOP}
+        call.forwarded = True
         call.response = _send(call.method, url, headers, call.body, timeout=float(el.get("timeout", "300")))
+
+    def _el_validate_content(self, el: ET.Element, call: _Call) -> None:
+        """Learn, "Validate content" policy: the body's size against ``max-size``, its content type, and a JSON
+        body against the operation's request schema from the imported definition. With action ``prevent`` in
+        inbound the caller gets 400 and the "Public response" messages of the policy's validation-errors table."""
+        content_type = call.headers.get("content-type", "").split(";")[0].strip().lower()
+        limit = int(_attr(el, "max-size"))
+        if len(call.body) > limit and _attr(el, "size-exceeded-action") == "prevent":
+            call.response = gateway_error(400, f"Request's body is {len(call.body)} bytes long and it exceeds the "
+                                               f"limit of {limit} bytes.")
+            return
+        rules = {(c.get("type") or "").lower(): c for c in el.findall("content")}
+        rule = rules.get(content_type)
+        if rule is None:
+            if call.body and _attr(el, "unspecified-content-type-action") == "prevent":
+                call.response = gateway_error(400, f"Unspecified content type {content_type} is not allowed.")
+            return
+        if rule.get("validate-as") != "json" or rule.get("action", "prevent") != "prevent" or not call.request_schema:
+            return
+        problem = _json_problem(call.body, call.request_schema)
+        if problem:
+            call.response = gateway_error(400, f"Body of the request does not conform to the definition "
+                                               f"{call.operation}-request, which is associated with the content type "
+                                               f"{content_type}. {problem}")
+
+    def _el_llm_token_limit(self, el: ET.Element, call: _Call) -> None:
+        """Learn, "Limit large language model API token usage": past ``tokens-per-minute`` for the counter key
+        the caller gets 429 with Retry-After; with ``estimate-prompt-tokens="false"`` the tokens counted are the
+        ``usage`` the backend reports (total_tokens). The body's wording is not documented; this is the one public
+        repos show ("Token limit is exceeded. Try again in N seconds.")."""
+        key = str(_evaluate(_attr(el, "counter-key"), call))
+        limit = int(_attr(el, "tokens-per-minute"))
+        minute = time.monotonic() // 60
+        with self._lock:
+            start, used = self._token_windows.get(key, (minute, 0))
+            if start != minute:
+                start, used = minute, 0
+            self._token_windows[key] = (start, used)
+        if used >= limit:
+            wait = int(60 - time.monotonic() % 60) + 1
+            answer = gateway_error(429, f"Token limit is exceeded. Try again in {wait} seconds.")
+            answer.headers[el.get("retry-after-header-name") or "Retry-After"] = str(wait)
+            call.response = answer
+            return
+        header = el.get("remaining-tokens-header-name")
+
+        def count(response: Response | None) -> None:
+            tokens = _usage(response).get("total_tokens", 0)
+            with self._lock:
+                start_now, used_now = self._token_windows.get(key, (minute, 0))
+                self._token_windows[key] = (start_now, used_now + int(tokens))
+                left = max(0, limit - used_now - int(tokens))
+            if header and response is not None:
+                response.headers[header] = str(left)
+
+        call.after_response.append(count)
+
+    def _el_llm_emit_token_metric(self, el: ET.Element, call: _Call) -> None:
+        """Learn, "Emit metrics for consumption of large language model tokens": the response's usage as metrics
+        with the given dimensions; a default dimension (API ID, Operation ID, Subscription ID) may omit its value."""
+        defaults = {"API ID": call.api_id, "Operation ID": call.operation, "Subscription ID": call.subscription}
+        dimensions = {}
+        for d in el.findall("dimension"):
+            name = _attr(d, "name")
+            value = d.get("value")
+            if value is None and name not in defaults:
+                raise PolicyFailure(f"<dimension name='{name}'> needs a value (not a default dimension)")
+            dimensions[name] = defaults[name] if value is None else str(_evaluate(value, call))
+        namespace = el.get("namespace", "API Management")
+
+        def emit(response: Response | None) -> None:
+            usage = _usage(response)
+            if usage:
+                with self._lock:
+                    self.llm_metrics.append({"namespace": namespace, "dimensions": dimensions, **usage})
+
+        call.after_response.append(emit)
 
     def _el_return_response(self, el: ET.Element, call: _Call) -> None:
         status = el.find("set-status")
@@ -268,9 +363,10 @@ def _match_api(apis: list[GatewayApi], path: str) -> GatewayApi | None:
     return best
 
 
-def _match_operation(operations: list[tuple[str, str, str]], method: str, path: str) -> dict[str, str] | None:
-    """The template values of the first operation whose method and URL template match (None: no match)."""
-    for _name, op_method, template in operations:
+def _match_operation(operations: list[tuple[str, str, str]], method: str,
+                     path: str) -> tuple[str, dict[str, str]] | None:
+    """(name, template values) of the first operation whose method and URL template match (None: no match)."""
+    for name, op_method, template in operations:
         if op_method != method:
             continue
         pattern = "^" + re.sub(r"\\\{([^}]+)\\\}", lambda m: f"(?P<{_group(m.group(1))}>[^/]+)",
@@ -278,7 +374,7 @@ def _match_operation(operations: list[tuple[str, str, str]], method: str, path: 
         found = re.match(pattern, path)
         if found:
             names = re.findall(r"\{([^}]+)\}", template)
-            return {n: found.group(_group(n)) for n in names}
+            return name, {n: found.group(_group(n)) for n in names}
     return None
 
 
@@ -302,6 +398,38 @@ def _send(method: str, url: str, headers: dict[str, str], body: bytes, *, timeou
         raise PolicyFailure(f"the backend {url} could not be reached ({exc})") from None
 
 
+def _usage(response: Response | None) -> dict[str, int]:
+    """The ``usage`` token counts of an OpenAI-shaped JSON answer (empty when there are none)."""
+    if response is None or response.status >= 300:
+        return {}
+    try:
+        usage = json.loads(response.body.decode("utf-8")).get("usage")
+    except (ValueError, AttributeError):
+        return {}
+    if not isinstance(usage, dict):
+        return {}
+    return {k: int(v) for k, v in usage.items() if k.endswith("_tokens") and isinstance(v, int)}
+
+
+def _json_problem(body: bytes, schema: dict[str, Any]) -> str | None:
+    """Why a JSON body does not match a request schema (None when it does)."""
+    from jsonschema import Draft4Validator
+    from jsonschema.exceptions import SchemaError, _RefResolutionError
+
+    try:
+        value = json.loads(body.decode("utf-8")) if body else None
+    except (UnicodeDecodeError, ValueError) as exc:
+        return f"The body is not JSON ({exc}). Line: 1, Position: 1"
+    try:  # OpenAPI 3.0's schema dialect is JSON Schema draft 4's (nullable aside)
+        error = next(iter(Draft4Validator(schema).iter_errors(value)), None)
+    except (SchemaError, RecursionError, _RefResolutionError):
+        return None
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path)
+    return f"{error.message}{f' at {where}' if where else ''}. Line: 1, Position: 1"
+
+
 def _response_headers(headers: Any) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in _HOP_BY_HOP}
 
@@ -312,6 +440,7 @@ _VARIABLE = re.compile(r'^(?:\(string\))?context\.Variables(?:\["([^"]+)"\]|\.Ge
 _RESPONSE_FIELD = re.compile(
     r'^(?:\(string\))?\(\(IResponse\)context\.Variables\["([^"]+)"\]\)\.Body\.As<JObject>\(\)\["([^"]+)"\]'
     r'(?:\.ToString\(\))?$')
+_SUBSCRIPTION = re.compile(r"^context\.Subscription\.Id$")
 _CONTAINS = re.compile(r'^(!)?context\.Variables\.ContainsKey\("([^"]+)"\)$')
 _STRING = re.compile(r'^"((?:[^"\\]|\\.)*)"$')
 # System.Convert and System.Text.Encoding are among the .NET types policy expressions may use (Learn: "API
@@ -354,6 +483,8 @@ def _split_plus(expression: str) -> list[str]:
 def _term(term: str, call: _Call, whole: str) -> Any:
     if _STRING.match(term):
         return json.loads(term)
+    if _SUBSCRIPTION.match(term):
+        return call.subscription
     found = _BASE64.match(term)
     if found:
         return base64.b64encode(json.loads(found.group(1)).encode("utf-8")).decode("ascii")

@@ -25,6 +25,16 @@ DROPPED_2020 = (*(k for k in UNREADABLE_2020 if k not in CONVERTED_2020),
                 "$comment", "minContains", "maxContains", "contentSchema")
 
 
+# the keywords that belong to one JSON type: when a type array becomes anyOf, each goes into its type's branch
+TYPE_KEYWORDS = {
+    "string": ("minLength", "maxLength", "pattern", "format"),
+    "number": ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "format"),
+    "integer": ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "format"),
+    "array": ("items", "minItems", "maxItems", "uniqueItems"),
+    "object": ("properties", "required", "additionalProperties", "minProperties", "maxProperties"),
+}
+
+
 def fits(value: Any, kind: str, nullable: Any = False) -> bool:
     """Whether an ``example`` or ``default`` fits a schema ``type`` (APIM: "Data and type mismatch found.")."""
     if value is None:

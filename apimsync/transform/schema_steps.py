@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from apimsync.transform.rules import DROPPED_2020
+from apimsync.transform.rules import DROPPED_2020, TYPE_KEYWORDS
 from apimsync.transform.steps import Step, _only, builtin
 from apimsync.transform.walk import operations, pointer, walk_schemas
 
@@ -53,7 +53,8 @@ class PrefixItems(Step):
 class Downconvert(Step):
     """Down-convert OpenAPI 3.1 / JSON Schema 2020-12 to OpenAPI 3.0.3 (what APIM's reader understands).
 
-    In schemas: type arrays → ``type`` + ``nullable`` (several types → ``anyOf``); ``const`` → one-value ``enum``;
+    In schemas: type arrays → ``type`` + ``nullable`` (several types → ``anyOf``, each type's keywords moved into
+    its branch); ``const`` → one-value ``enum``;
     ``examples`` → ``example``; numeric ``exclusiveMinimum``/``exclusiveMaximum`` → ``minimum`` + ``true`` (the
     stricter bound wins); ``$ref`` with siblings → ``allOf``; ``format: unknown``, ``$schema``, ``$id`` and the
     2020-12-only keywords dropped; ``contentEncoding: base64`` → ``format: byte``; ``$defs`` hoisted into
@@ -108,8 +109,17 @@ class Downconvert(Step):
                 s["type"] = types[0]
             else:
                 del s["type"]
-                if types:
-                    s.setdefault("anyOf", []).extend({"type": t} for t in types)
+                if types:  # each type's own keywords go into its branch (minLength means nothing to a number)
+                    branches = []
+                    for t in types:
+                        branch: dict[str, Any] = {"type": t}
+                        for key in TYPE_KEYWORDS.get(t, ()):
+                            if key in s:
+                                branch[key] = s[key]
+                        branches.append(branch)
+                    for key in {k for t in types for k in TYPE_KEYWORDS.get(t, ())}:
+                        s.pop(key, None)
+                    s.setdefault("anyOf", []).extend(branches)
         elif kind == "null":
             del s["type"]
             s["nullable"] = True
@@ -263,3 +273,57 @@ class FixExampleTypes(Step):
                         holder["example"] = value
                     else:
                         del holder["example"]
+
+
+@builtin("break-recursion")
+class BreakRecursion(Step):
+    """Break recursive schemas (APIM imports none): the ``$ref`` that closes a cycle becomes an object without a
+    schema. Documented loss: the inner level of a recursive structure is untyped (it still validates as an object).
+
+    before: ``Node: {properties: {child: {$ref: "#/components/schemas/Node"}}}``
+    after:  ``Node: {properties: {child: {type: object, description: "recursive Node: not described further"}}}``
+    """
+
+    def check(self, where: str) -> None:
+        _only(self.params, (), where)
+
+    def apply(self, doc: dict[str, Any], ctx: Any) -> None:
+        schemas = (doc.get("components") or {}).get("schemas") if isinstance(doc.get("components"), dict) else None
+        if not isinstance(schemas, dict):
+            return
+        prefix = "#/components/schemas/"
+
+        def refs_in(name: str) -> list[tuple[dict[str, Any], str]]:
+            """(node, target) for every $ref to a component schema inside one schema."""
+            found, stack = [], [schemas.get(name)]
+            while stack:
+                node = stack.pop()
+                if isinstance(node, list):
+                    stack.extend(node)
+                elif isinstance(node, dict):
+                    ref = node.get("$ref")
+                    if isinstance(ref, str) and ref.startswith(prefix) and ref[len(prefix):] in schemas:
+                        found.append((node, ref[len(prefix):]))
+                    stack.extend(v for k, v in node.items() if k not in ("example", "default", "enum", "examples"))
+            return found
+
+        state: dict[str, int] = {}  # 1: on the path being walked, 2: done
+        for root in list(schemas):
+            if root in state:
+                continue
+            state[root] = 1
+            path = [(root, iter(refs_in(root)))]  # a depth-first walk without recursion: chains may be long
+            while path:
+                name, pending = path[-1]
+                edge = next(pending, None)
+                if edge is None:
+                    state[name] = 2
+                    path.pop()
+                    continue
+                node, target = edge
+                if state.get(target) == 1:  # this $ref closes a cycle: cut it
+                    node.clear()
+                    node.update({"type": "object", "description": f"recursive {target}: not described further"})
+                elif target not in state:
+                    state[target] = 1
+                    path.append((target, iter(refs_in(target))))

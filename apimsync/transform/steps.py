@@ -67,14 +67,16 @@ def _only(params: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> No
 
 @builtin("drop-input-variants")
 class DropInputVariants(Step):
-    """Drop request variants by their input key, and collapse a ``oneOf`` left with one branch.
+    """Drop request variants by their input key, make each remaining variant require its input field, keep the
+    model's input example (as ``dataframe_records``: the request example), and collapse a ``oneOf`` left with one
+    branch.
 
     params: ``drop`` (default ``[dataframe_split]``) or ``keep`` (only these input keys survive); ``params`` is
     never an input key.
 
     before: ``{"oneOf": [{"properties": {"dataframe_split": …, "params": …}}, {"properties":
     {"dataframe_records": …, "params": …}}]}``
-    after:  ``{"properties": {"dataframe_records": …, "params": …}}``
+    after:  ``{"properties": {"dataframe_records": …, "params": …}, "required": ["dataframe_records"]}``
     """
 
     def check(self, where: str) -> None:
@@ -105,13 +107,53 @@ class DropInputVariants(Step):
                     branches = schema.get(key)
                     if not isinstance(branches, list):
                         continue
+                    example = _records_example(branches)
+                    if example is not None and "example" not in media and "examples" not in media:
+                        media["example"] = example
                     kept = [b for b in branches if not self._gone(b)]
                     if not kept:
                         continue  # dropping every variant would leave no valid request: keep the spec as is
+                    for branch in kept:
+                        _require_input(branch)
                     if len(kept) == 1 and set(schema) == {key}:
                         media["schema"] = kept[0]
                     else:
                         schema[key] = kept
+
+
+def _records_example(branches: list[Any]) -> dict[str, Any] | None:
+    """The model's input example as a request: Databricks puts it in the dataframe_split variant as the inner
+    ``{columns, data}`` object; as ``dataframe_records`` (when that variant is offered) it survives the drop of
+    dataframe_split and becomes the operation's request example in the developer portal."""
+    if not any(isinstance(b, dict) and "dataframe_records" in (b.get("properties") or {}) for b in branches):
+        return None
+    for branch in branches:
+        props = branch.get("properties") if isinstance(branch, dict) else None
+        if not isinstance(props, dict) or "dataframe_split" not in props:
+            continue
+        found = branch.get("examples") or props["dataframe_split"].get("examples") \
+            if isinstance(props["dataframe_split"], dict) else None
+        found = found[0] if isinstance(found, list) and found else branch.get("example")
+        if isinstance(found, dict) and isinstance(found.get("columns"), list) and isinstance(found.get("data"), list):
+            columns = [str(c) for c in found["columns"]]
+            rows = [dict(zip(columns, row, strict=False)) for row in found["data"][:3] if isinstance(row, list)]
+            if rows:
+                return {"dataframe_records": rows}
+    return None
+
+
+def _require_input(branch: Any) -> None:
+    """A variant keyed by one input field requires it: MLflow's scoring server takes exactly one input field,
+    and without ``required`` an object with one field is valid under every branch, which a strict ``oneOf``
+    (APIM's validate-content) refuses."""
+    props = branch.get("properties") if isinstance(branch, dict) else None
+    inputs = [k for k in props if k != "params"] if isinstance(props, dict) else []
+    if len(inputs) == 1:
+        required = branch.get("required")
+        if not isinstance(required, list):
+            branch["required"] = inputs
+        elif inputs[0] not in required:
+            required.append(inputs[0])
 
 
 @builtin("rewrite-servers")
@@ -213,13 +255,25 @@ class AddInvocationsPath(Step):
             responses = _distinct(_schema((p.get("responses") or {}).get("200")) for p in posts)
             post: dict[str, Any] = {"summary": f"Invoke {ctx.endpoint} (traffic-routed)"}
             if requests:
-                post["requestBody"] = {"content": {"application/json": {"schema": _any_of(requests)}}}
+                media: dict[str, Any] = {"schema": _any_of(requests)}
+                example = next((m["example"] for m in map(_media, posts) if "example" in m), None)
+                if example is not None and len(requests) == 1:  # an example fits the one schema all entities share
+                    media["example"] = example
+                post["requestBody"] = {"content": {"application/json": media}}
             post["responses"] = {"200": {"description": "Successful operation", **(
                 {"content": {"application/json": {"schema": _any_of(responses)}}} if responses else {})}}
             doc["paths"] = paths = {"/invocations": {"post": post}, **paths}
         if not ctx.served_model_routes and "/invocations" in paths:
             for p in entity_paths:
                 del paths[p]
+
+
+def _media(post: Any) -> dict[str, Any]:
+    try:
+        media = post["requestBody"]["content"]["application/json"]
+    except (KeyError, TypeError):
+        return {}
+    return media if isinstance(media, dict) else {}
 
 
 def _schema(section: Any) -> Any:

@@ -8,6 +8,7 @@ MLflow's task names: mlflow/pyfunc/model.py (agent/v1/chat, agent/v2/chat, agent
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -83,3 +84,45 @@ def test_openapi_errors_other_than_a_missing_schema_are_failures(sandbox: Sandbo
     else:
         assert "no schema available" in skipped["churn-classifier"]
     assert len(plan.changes) == 7, "the others are planned"
+
+
+def test_a_recursive_schema_is_broken_at_its_cycle_published_and_answers(sandbox: Sandbox) -> None:
+    """APIM imports no recursive schema; the default pipeline cuts the cycle (the inner level becomes an untyped
+    object) instead of failing the endpoint."""
+    item, _ = sandbox.databricks.endpoint_and_spec("churn-classifier")
+    assert item is not None
+    tree = {"type": "object", "properties": {"label": {"type": "string"}, "children": {
+        "type": "array", "items": {"$ref": "#/components/schemas/Tree"}}}}
+    spec = {"openapi": "3.1.0", "info": {"title": "trees", "version": "1"},
+            "paths": {"/served-models/churn_classifier-3/invocations": {"post": {
+                "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "inputs": {"type": "array", "items": {"$ref": "#/components/schemas/Tree"}}}}}}},
+                "responses": {"200": {"description": "Successful operation"}}}}},
+            "components": {"schemas": {"Tree": tree}}}
+    sandbox.databricks.set_spec("churn-classifier", json.dumps(spec))
+    report = sandbox.engine().sync()
+    assert report.ok and "churn-classifier" not in {f.endpoint for f in report.plan.failures}
+    answer = call(sandbox, "serving/churn-classifier/invocations", {"inputs": [{"label": "root", "children": []}]})
+    assert answer.status_code == 200, answer.text
+
+
+def test_the_developer_portal_shows_what_databricks_knows(sandbox: Sandbox) -> None:
+    """The API description names the served models and the task; the model's input example (Databricks puts it in
+    the dataframe_split variant) becomes the request example as dataframe_records; endpoint tags become APIM tags
+    when asked for (apis.endpoint_tags)."""
+    settings = sandbox.settings(apis={"endpoint_tags": True})
+    assert sandbox.engine(settings).sync().ok
+    client = sandbox.apim.client()
+    rg, svc = sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
+    churn = client.api.get(rg, svc, "dbx-churn-classifier")
+    assert churn.description == ("Databricks Model Serving endpoint churn-classifier (custom model): "
+                                 "churn_classifier-3 (main.ml.churn_classifier v3)")
+    chat = client.api.get(rg, svc, "dbx-openai-chat")
+    assert "(llm/v1/chat): gpt-4o-mini (external openai/gpt-4o-mini)" in chat.description
+    (target,) = sandbox.engine(settings).verify_targets(["churn-classifier"])
+    media = target.spec["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]
+    assert media["example"] == {"dataframe_records": [{"age": 1, "tenure_months": 0.5, "plan": "text",
+                                                       "extras": {}}]}
+    assert call(sandbox, "serving/churn-classifier/invocations", media["example"]).status_code == 200
+    tags = {t.name for t in client.tag.list_by_api(rg, svc, "dbx-churn-classifier")}
+    assert "apim-sync-true" in tags

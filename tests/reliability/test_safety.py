@@ -65,7 +65,9 @@ def test_killed_mid_apply_then_rerun_converges_without_duplicates(sandbox: Sandb
     assert rerun.returncode == 0, rerun.stderr
     ids = api_ids(sandbox)
     assert len(ids) == len(set(ids)) == READY
-    assert not sandbox.engine().plan().has_changes
+    after = sandbox.engine().plan()
+    assert not after.has_changes, [(c.api_id, c.reasons) for c in after.changes if c.reasons] + [
+        (n.name, n.reasons) for n in after.named_values if n.reasons]
 
 
 def test_concurrent_syncs_do_not_corrupt_each_other(sandbox: Sandbox) -> None:
@@ -162,11 +164,6 @@ BROKEN_SPECS = {
     "swagger 2.0": json.dumps({"swagger": "2.0", "info": {"title": "t", "version": "1"}, "paths": {}}),
     "no paths": json.dumps({"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {}}),
     "a JSON array": "[1, 2, 3]",
-    "recursive $ref": json.dumps({"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {"/x": {
-        "post": {"responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {
-            "$ref": "#/components/schemas/A"}}}}}}}}, "components": {"schemas": {"A": {"type": "object", "properties": {
-                "b": {"$ref": "#/components/schemas/B"}}}, "B": {"type": "array", "items": {
-                    "$ref": "#/components/schemas/A"}}}}}),
     "an external $ref": json.dumps({"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {"/x": {
         "post": {"responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {
             "$ref": "other.json#/Thing"}}}}}}}}}),

@@ -18,10 +18,10 @@ from apimsync.emulators.apim_import import ImportRejected, import_spec
 from apimsync.transform import TransformContext, lint, load_pipeline
 
 CORPUS = sorted((Path(__file__).resolve().parents[1] / "data" / "specs").glob("*.json"))
-# what the shipped pipeline repairs (the others stay broken: a bad component key, a missing or external $ref,
-# recursion, no path parameter, a version APIM does not read)
+# what the shipped pipeline repairs (the others stay broken: a bad component key, a missing or external $ref, no
+# path parameter, a version APIM does not read)
 REPAIRED = {"none", "prefix-items", "const", "json-schema-2020", "type-array", "exclusive-bound", "schema-examples",
-            "type-mismatch", "ref-siblings", "info-summary", "webhooks"}
+            "type-mismatch", "ref-siblings", "info-summary", "webhooks", "recursion"}
 
 
 def _rejected(spec: dict[str, object]) -> bool:

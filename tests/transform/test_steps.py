@@ -38,15 +38,30 @@ RECORDS = {"properties": {"dataframe_records": {"type": "array"}, "params": {"ty
 INSTANCES = {"properties": {"instances": {"type": "array"}}}
 
 
+def _requiring(branch: dict[str, Any], field: str) -> dict[str, Any]:
+    return {**branch, "required": [field]}
+
+
 def test_drop_input_variants(tmp_path: Path) -> None:
     out = run(tmp_path, "  - drop-input-variants: {}\n", doc({"oneOf": [SPLIT, RECORDS]}))
-    assert body(out) == RECORDS, "one branch left: the oneOf collapses"
+    assert body(out) == _requiring(RECORDS, "dataframe_records"), "one branch left: the oneOf collapses"
     out = run(tmp_path, "  - drop-input-variants: {}\n", doc({"oneOf": [SPLIT, RECORDS, INSTANCES]}))
-    assert body(out) == {"oneOf": [RECORDS, INSTANCES]}
+    assert body(out) == {"oneOf": [_requiring(RECORDS, "dataframe_records"), _requiring(INSTANCES, "instances")]}
     out = run(tmp_path, "  - drop-input-variants: {keep: [instances]}\n", doc({"oneOf": [SPLIT, RECORDS, INSTANCES]}))
-    assert body(out) == INSTANCES
+    assert body(out) == _requiring(INSTANCES, "instances")
     out = run(tmp_path, "  - drop-input-variants: {}\n", doc({"oneOf": [SPLIT]}))
     assert body(out) == {"oneOf": [SPLIT]}, "never drop every variant"
+
+
+def test_each_variant_requires_its_input_field_so_a_strict_one_of_accepts_a_valid_payload(tmp_path: Path) -> None:
+    """Without required, {"instances": [...]} is valid under every branch and a strict oneOf (APIM's
+    validate-content) refuses it; MLflow's scoring server takes exactly one input field anyway."""
+    from jsonschema import Draft4Validator
+
+    out = run(tmp_path, "  - drop-input-variants: {}\n", doc({"oneOf": [SPLIT, RECORDS, INSTANCES]}))
+    validator = Draft4Validator(body(out))
+    assert validator.is_valid({"instances": [1]}) and validator.is_valid({"dataframe_records": []})
+    assert not validator.is_valid({"instances": [1], "dataframe_records": []})
 
 
 @pytest.mark.parametrize(("schema", "expected"), [
@@ -178,3 +193,47 @@ def test_pipeline_errors_name_file_and_step(tmp_path: Path, steps: str, message:
 def test_template_with_unknown_placeholder_fails_at_run(tmp_path: Path) -> None:
     with pytest.raises(PipelineError, match=r"unknown placeholder \{nope\}"):
         run(tmp_path, "  - rewrite-servers: {url: 'https://{nope}'}\n", doc())
+
+
+def _run(spec: dict[str, Any], steps: str) -> dict[str, Any]:
+    from apimsync.transform import TransformContext
+    from apimsync.transform.pipeline import Pipeline
+    from apimsync.transform.steps import REGISTRY
+
+    pipeline = Pipeline([REGISTRY[name]({}, name) for name in steps.split()])
+    return pipeline.run(spec, TransformContext(endpoint="e", server_url="https://h/serving-endpoints/e"))
+
+
+def test_break_recursion_cuts_each_cycle_once_and_keeps_the_rest() -> None:
+    ref = {"$ref": "#/components/schemas/Node"}
+    spec = {"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {},
+            "components": {"schemas": {
+                "Node": {"type": "object", "properties": {"child": ref, "name": {"type": "string"}}},
+                "A": {"type": "object", "properties": {"b": {"$ref": "#/components/schemas/B"}}},
+                "B": {"type": "array", "items": {"$ref": "#/components/schemas/A"}},
+                "Leaf": {"type": "object", "properties": {"node": {"$ref": "#/components/schemas/Node"}}}}}}
+    out = _run(spec, "break-recursion")["components"]["schemas"]
+    assert out["Node"]["properties"]["child"] == {"type": "object",
+                                                  "description": "recursive Node: not described further"}
+    assert out["Node"]["properties"]["name"] == {"type": "string"}
+    assert out["A"]["properties"]["b"] == {"$ref": "#/components/schemas/B"}, "one cut per cycle"
+    assert out["B"]["items"]["type"] == "object"
+    assert out["Leaf"]["properties"]["node"] == {"$ref": "#/components/schemas/Node"}, "not part of a cycle"
+    assert spec["components"]["schemas"]["Node"]["properties"]["child"] == ref, "the input is untouched"
+
+
+def test_break_recursion_walks_long_chains_without_recursing() -> None:
+    n = 5000
+    schemas: dict[str, Any] = {f"S{i}": {"$ref": f"#/components/schemas/S{i + 1}"} for i in range(n)}
+    schemas[f"S{n}"] = {"$ref": "#/components/schemas/S0"}
+    out = _run({"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {},
+                "components": {"schemas": schemas}}, "break-recursion")
+    assert sum("$ref" not in s for s in out["components"]["schemas"].values()) == 1
+
+
+def test_a_type_array_moves_each_types_keywords_into_its_branch() -> None:
+    spec = {"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {}, "components": {"schemas": {
+        "X": {"type": ["string", "integer", "null"], "minLength": 1, "minimum": 0, "description": "d"}}}}
+    out = _run(spec, "downconvert-3.0")["components"]["schemas"]["X"]
+    assert out == {"nullable": True, "description": "d",
+                   "anyOf": [{"type": "string", "minLength": 1}, {"type": "integer", "minimum": 0}]}

@@ -72,3 +72,16 @@ def test_real_process() -> None:
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["errors"] == 0
+
+
+def test_transform_says_when_the_result_would_still_be_refused(tmp_path: Path) -> None:
+    """Before, a spec APIM would refuse (here an external $ref) was written with exit 0 and not a word."""
+    spec = json.loads(SEED.read_text())
+    spec["paths"]["/extra"] = {"post": {"requestBody": {"content": {"application/json": {"schema": {
+        "$ref": "other.json#/Thing"}}}}, "responses": {"200": {"description": "ok"}}}}
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(spec))
+    target = tmp_path / "out.json"
+    code, _, err = run("transform", str(broken), "-o", str(target))
+    assert code == 1 and "external-ref" in err and "APIM would refuse" in err
+    assert target.exists(), "the result is written all the same, to look at"

@@ -120,6 +120,7 @@ class ApimEmulator(Apis, LongRunning, Policies, NamedValues, Links):
             out = json.loads(json.dumps(self._stats))
             out["apis"] = len(self._state.apis)
         out["gateway_calls"] = dict(self.gateway.calls)
+        out["llm_metrics"] = list(self.gateway.llm_metrics)
         return out
 
     @property
@@ -128,8 +129,9 @@ class ApimEmulator(Apis, LongRunning, Policies, NamedValues, Links):
         with self._lock:
             return str(self._state.subscriptions[MASTER]["primaryKey"])
 
-    def gateway_view(self) -> tuple[list[GatewayApi], dict[str, str], set[str]]:
-        """What the gateway reads per request: current APIs, named values by display name, valid keys."""
+    def gateway_view(self) -> tuple[list[GatewayApi], dict[str, str], dict[str, str]]:
+        """What the gateway reads per request: current APIs, named values by display name, valid keys (→ the
+        subscription's id)."""
         with self._lock:
             self._advance()
             apis = []
@@ -139,9 +141,11 @@ class ApimEmulator(Apis, LongRunning, Policies, NamedValues, Links):
                 apis.append(GatewayApi(api_id, str(props.get("path") or ""), str(props.get("serviceUrl") or ""),
                                        bool(props.get("subscriptionRequired", True)),
                                        [(o["name"], o["method"], o["url_template"]) for o in r["operations"]],
-                                       (r.get("policy") or {}).get("value")))
+                                       (r.get("policy") or {}).get("value"),
+                                       {o["name"]: o["request_schema"] for o in r["operations"]
+                                        if o.get("request_schema")}))
             named = {nv["displayName"]: self._nv_value(nv) for nv in self._state.named_values.values()}
-            keys = {k for sub in self._state.subscriptions.values() if sub.get("state") == "active"
+            keys = {k: sid for sid, sub in self._state.subscriptions.items() if sub.get("state") == "active"
                     for k in (sub["primaryKey"], sub["secondaryKey"])}
         return apis, named, keys
 

@@ -1,0 +1,67 @@
+"""Optional policy fragments apimsync adds to an API's inbound section, chosen from the settings and the
+endpoint's task; each value in them is escaped like a template variable.
+
+- request validation (``apis.validate_requests``): ``validate-content`` against the imported request schema, so a
+  malformed payload is refused at the gateway (400) before it costs a model invocation (Learn, "Validate content").
+- LLM token limit and metrics (``policy.llm``), for chat, completions and agent endpoints: ``llm-token-limit`` per
+  subscription counted from the backend's ``usage``, and ``llm-emit-token-metric`` with the endpoint, the model
+  and the subscription as dimensions (Learn, "Limit large language model API token usage" and "Emit metrics for
+  consumption of large language model tokens": both name chat completions and responses APIs, not embeddings).
+"""
+
+from __future__ import annotations
+
+import re
+from xml.sax.saxutils import escape
+
+from apimsync.config import Settings
+from apimsync.policy import VALUE_ESCAPES
+from apimsync.source import Endpoint
+
+LLM_TASKS = ("llm/v1/chat", "llm/v1/completions", "agent/v1/chat", "agent/v2/chat", "agent/v1/responses")
+
+
+def _v(value: str) -> str:
+    return escape(value, VALUE_ESCAPES)
+
+
+def optional_policies(ep: Endpoint, settings: Settings) -> tuple[list[str], list[str]]:
+    """(inbound fragments, notes for the plan)."""
+    fragments: list[str] = []
+    notes: list[str] = []
+    if settings.apis.validate_requests:
+        fragments.append(
+            f'<validate-content unspecified-content-type-action="prevent" '
+            f'max-size="{settings.apis.max_request_bytes}" size-exceeded-action="prevent" '
+            'errors-variable-name="requestBodyValidation">'
+            '<content type="application/json" validate-as="json" action="prevent" /></validate-content>')
+        notes.append("request validation")
+    llm = settings.policy.llm
+    if llm is not None and ep.task in LLM_TASKS:
+        if llm.tokens_per_minute:
+            fragments.append(
+                '<llm-token-limit counter-key="@(context.Subscription.Id)" '
+                f'tokens-per-minute="{llm.tokens_per_minute}" estimate-prompt-tokens="false" '
+                'remaining-tokens-header-name="x-ratelimit-remaining-tokens" />')
+            notes.append(f"LLM token limit {llm.tokens_per_minute}/min")
+        if llm.emit_metrics:
+            model = ep.served_entities[0] if ep.served_entities else ep.name
+            fragments.append(
+                f'<llm-emit-token-metric namespace="{_v(llm.metrics_namespace)}">'
+                '<dimension name="Subscription ID" /><dimension name="API ID" />'
+                f'<dimension name="endpoint" value="{_v(ep.name)}" /><dimension name="model" value="{_v(model)}" />'
+                '</llm-emit-token-metric>')
+            notes.append("LLM token metrics")
+    return fragments, notes
+
+
+_INBOUND = re.compile(r"(<inbound>\s*(?:<base\s*/>)?)")
+
+
+def add_inbound(xml: str, fragments: list[str]) -> str:
+    """The policy with ``fragments`` first in its inbound section (after ``<base />``)."""
+    if not fragments:
+        return xml
+    joined = "".join(fragments)
+    added, n = _INBOUND.subn(lambda m: m.group(1) + joined, xml, count=1)
+    return added if n else xml.replace("<policies>", f"<policies><inbound><base />{joined}</inbound>", 1)

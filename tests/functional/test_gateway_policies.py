@@ -1,0 +1,70 @@
+"""Optional gateway policies (issue 16 §1, §2), through the emulated gateway to the emulated data plane.
+
+- validate-content (Learn, "Validate content" policy): with action prevent in inbound, 400 and the "Public
+  response" messages of its validation-errors table ("Body of the request does not conform to the definition ...",
+  "Request's body is N bytes long and it exceeds the limit of M bytes.").
+- llm-token-limit (Learn, "Limit large language model API token usage"): past tokens-per-minute, 429 with
+  Retry-After; tokens counted from the backend's usage (estimate-prompt-tokens false).
+- llm-emit-token-metric (Learn, "Emit metrics for consumption of large language model tokens"): the usage with the
+  given dimensions; default dimensions (Subscription ID, API ID) need no value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from apimsync.emulators.sandbox import Sandbox
+
+CHAT = {"messages": [{"role": "user", "content": "hello there, how are you today?"}]}
+
+
+def call(box: Sandbox, endpoint: str, body: Any, **kwargs: Any) -> requests.Response:
+    return requests.post(f"{box.apim.gateway_url}/serving/{endpoint}/invocations", json=body, timeout=30,
+                         headers={"Ocp-Apim-Subscription-Key": box.apim.subscription_key},
+                         verify=str(box.apim.ca_file), **kwargs)
+
+
+def test_a_bad_payload_is_refused_at_the_gateway_with_validation_and_by_databricks_without(sandbox: Sandbox) -> None:
+    bad = {"dataframe_records": "not a list"}
+    assert sandbox.engine().sync().ok
+    passed = call(sandbox, "churn-classifier", bad)
+    assert passed.status_code == 400 and "error_code" in passed.json(), "Databricks refused it (and was called)"
+    forwarded = sandbox.apim.stats()["gateway_calls"]["dbx-churn-classifier"]
+    assert forwarded == 1
+
+    settings = sandbox.settings(apis={"validate_requests": True, "max_request_bytes": 2048})
+    report = sandbox.engine(settings).sync()
+    assert report.ok and all("request validation" in c.notes for c in report.plan.changes)
+    refused = call(sandbox, "churn-classifier", bad)
+    assert refused.status_code == 400
+    assert refused.json()["message"].startswith("Body of the request does not conform to the definition")
+    too_big = call(sandbox, "churn-classifier", {"dataframe_records": [{"plan": "x" * 4000}]})
+    assert too_big.status_code == 400 and "exceeds the limit of 2048 bytes" in too_big.json()["message"]
+    assert sandbox.apim.stats()["gateway_calls"]["dbx-churn-classifier"] == forwarded, "neither reached Databricks"
+    assert sandbox.engine(settings).verify().ok, "every valid request still reaches the model"
+
+
+def test_the_token_limit_answers_429_once_the_minute_is_used_up_and_metrics_are_emitted(sandbox: Sandbox) -> None:
+    settings = sandbox.settings(policy={**sandbox.config()["policy"],
+                                        "llm": {"tokens_per_minute": 40, "emit_metrics": True}})
+    report = sandbox.engine(settings).sync()
+    notes = {c.endpoint: c.notes for c in report.plan.changes}
+    assert {"LLM token limit 40/min", "LLM token metrics"} <= set(notes["openai-chat"])
+    assert not any("LLM" in n for n in notes["churn-classifier"]), "custom models get no LLM policy"
+    assert not any("LLM" in n for n in notes["openai-embeddings"]), "Learn lists chat and responses APIs only"
+    statuses = []
+    for _ in range(6):
+        answer = call(sandbox, "openai-chat", CHAT)
+        statuses.append(answer.status_code)
+        if answer.status_code == 429:
+            assert int(answer.headers["Retry-After"]) > 0
+            assert answer.json()["message"].startswith("Token limit is exceeded.")
+            break
+    assert statuses[0] == 200 and statuses[-1] == 429, statuses
+    metrics = sandbox.apim.stats()["llm_metrics"]
+    assert metrics and metrics[0]["dimensions"] == {"Subscription ID": "master", "API ID": "dbx-openai-chat",
+                                                   "endpoint": "openai-chat", "model": "gpt-4o-mini"}
+    assert all(m["total_tokens"] == m["prompt_tokens"] + m["completion_tokens"] for m in metrics)
+    assert sandbox.engine(settings).verify(["churn-classifier"]).ok, "other APIs are not limited"
