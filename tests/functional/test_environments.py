@@ -75,7 +75,7 @@ def test_an_environment_overrides_the_file_and_the_variables_override_it(tmp_pat
     assert load_settings(path, env={"APIMSYNC_ENV": "prod"}).apim.service == "apim-prod"
     flagged = load_settings(path, env={"APIMSYNC_APIM_SERVICE": "apim-x"}, environment="prod")
     assert flagged.apim.service == "apim-x", "environment variables override the environment's entry"
+    path.write_text(yaml.safe_dump({"apim": {"subscription_id": "s", "resource_group": "r", "service": "a"},
+                                    "environment": "prod"}))
     with pytest.raises(ConfigError, match="environment: not a setting"):
-        path.write_text(yaml.safe_dump({"apim": {"subscription_id": "s", "resource_group": "r", "service": "a"},
-                                        "environment": "prod"}))
         load_settings(path, env={})
