@@ -153,6 +153,7 @@ class ApiSettings:
     tags: tuple[str, ...] = ()
     served_model_routes: bool = False  # also publish /served-models/<entity>/invocations (names change per version)
     backend_hosts: tuple[str, ...] = ()  # hosts (globs) allowed as backends besides the workspace's and Databricks'
+    openai_routes: bool = True  # chat/completions/embeddings: also the OpenAI routes, rewritten to /invocations
     endpoint_tags: bool = False  # also tag each API with its endpoint's tags ("key-value", sanitised to tag ids)
     validate_requests: bool = False  # refuse payloads that do not fit the schema at the gateway (validate-content)
     max_request_bytes: int = 102_400  # validate-content's max-size (Learn: at most 100 KB, or 4 MB in newer text)

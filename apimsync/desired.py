@@ -77,7 +77,8 @@ def _desired(ep: Endpoint, spec: dict[str, Any], s: Settings, pipeline: Pipeline
         ctx = TransformContext(endpoint=ep.name, server_url=ep.backend_url, tags=dict(ep.tags),
                                served_entities=ep.served_entities, config_version=ep.config_version,
                                variables={**names, "api_id": api_id},
-                               served_model_routes=s.apis.served_model_routes and not ep.route_optimized)
+                               served_model_routes=s.apis.served_model_routes and not ep.route_optimized,
+                               task=ep.task if s.apis.openai_routes else None)
         out = pipeline.run(spec, ctx)
         # APIM takes info.title/description from an imported spec (and refuses to change them on a new
         # revision): the spec says what the API's settings say, so an import never creates a drift

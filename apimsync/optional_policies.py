@@ -17,6 +17,7 @@ from xml.sax.saxutils import escape
 from apimsync.config import Settings
 from apimsync.policy import VALUE_ESCAPES
 from apimsync.source import Endpoint
+from apimsync.transform.steps import OPENAI_ROUTES
 
 LLM_TASKS = ("llm/v1/chat", "llm/v1/completions", "agent/v1/chat", "agent/v2/chat", "agent/v1/responses")
 
@@ -52,6 +53,10 @@ def optional_policies(ep: Endpoint, settings: Settings) -> tuple[list[str], list
                 f'<dimension name="endpoint" value="{_v(ep.name)}" /><dimension name="model" value="{_v(model)}" />'
                 '</llm-emit-token-metric>')
             notes.append("LLM token metrics")
+    if settings.apis.openai_routes and ep.task in OPENAI_ROUTES:
+        fragments.append('<choose><when condition="@(context.Operation.Id.StartsWith(&quot;openai-&quot;))">'
+                         '<rewrite-uri template="/invocations" copy-unmatched-params="true" /></when></choose>')
+        notes.append(f"OpenAI route {OPENAI_ROUTES[ep.task]}")
     return fragments, notes
 
 

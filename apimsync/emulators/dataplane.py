@@ -202,7 +202,10 @@ class DataPlane:
         with self._lock:
             key = f"{name}/{entity}"
             self.calls[key] = self.calls.get(key, 0) + 1
-        return Response.json(200, answer(item.get("task"), operation, body, entity))
+        result = answer(item.get("task"), operation, body, entity)
+        if body.get("stream") is True and item.get("task") in _CHAT_TASKS:
+            return stream(result)
+        return Response.json(200, result)
 
     def _route(self, name: str, routes: list[tuple[str, int]]) -> str:
         """The served entity for the next query: a deterministic walk through the traffic percentages."""
@@ -326,6 +329,22 @@ def answer(task: str | None, operation: dict[str, Any], body: dict[str, Any], en
     if isinstance(schema, dict) and schema:
         return _value(schema, 0)
     return {"predictions": [0.5] * _rows(body)}
+
+
+def stream(completion: dict[str, Any]) -> Response:
+    """A chat completion as server-sent events of ``chat.completion.chunk`` objects, ``data: [DONE]`` last: how
+    Databricks streams chat with ``"stream": true`` (the OpenAI streaming format)."""
+    base = {k: completion[k] for k in ("id", "created", "model")}
+    text = completion["choices"][0]["message"]["content"]
+    words = text.split(" ")
+    chunks = [{**base, "object": "chat.completion.chunk",
+               "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
+    chunks += [{**base, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {
+        "content": w if i == 0 else " " + w}, "finish_reason": None}]} for i, w in enumerate(words)]
+    chunks.append({**base, "object": "chat.completion.chunk", "usage": completion.get("usage"),
+                   "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    return Response(200, body.encode("utf-8"), {"Content-Type": "text/event-stream"})
 
 
 def _value(schema: Any, depth: int) -> Any:

@@ -441,6 +441,7 @@ _RESPONSE_FIELD = re.compile(
     r'^(?:\(string\))?\(\(IResponse\)context\.Variables\["([^"]+)"\]\)\.Body\.As<JObject>\(\)\["([^"]+)"\]'
     r'(?:\.ToString\(\))?$')
 _SUBSCRIPTION = re.compile(r"^context\.Subscription\.Id$")
+_OPERATION_PREFIX = re.compile(r'^context\.Operation\.Id\.StartsWith\(("(?:[^"\\]|\\.)*")\)$')
 _CONTAINS = re.compile(r'^(!)?context\.Variables\.ContainsKey\("([^"]+)"\)$')
 _STRING = re.compile(r'^"((?:[^"\\]|\\.)*)"$')
 # System.Convert and System.Text.Encoding are among the .NET types policy expressions may use (Learn: "API
@@ -485,6 +486,9 @@ def _term(term: str, call: _Call, whole: str) -> Any:
         return json.loads(term)
     if _SUBSCRIPTION.match(term):
         return call.subscription
+    found = _OPERATION_PREFIX.match(term)
+    if found:
+        return call.operation.startswith(json.loads(found.group(1)))
     found = _BASE64.match(term)
     if found:
         return base64.b64encode(json.loads(found.group(1)).encode("utf-8")).decode("ascii")

@@ -18,6 +18,7 @@ class TransformContext:
     config_version: str | None = None
     variables: Mapping[str, str] = field(default_factory=dict)
     served_model_routes: bool = False  # keep the per-entity routes beside /invocations (add-invocations-path)
+    task: str | None = None  # the endpoint's task (llm/v1/chat, ...): what openai-routes publishes
 
     def values(self) -> dict[str, str]:
         return {"endpoint": self.endpoint, "server_url": self.server_url,

@@ -7,6 +7,7 @@ A step is either a *schema* step (``visit(schema)`` on every schema, in place) o
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -295,6 +296,38 @@ def _any_of(schemas: list[Any]) -> Any:
     import copy
 
     return copy.deepcopy(schemas[0]) if len(schemas) == 1 else {"anyOf": copy.deepcopy(schemas)}
+
+
+# the OpenAI route of each task Databricks serves OpenAI-compatibly (Foundation model REST API reference)
+OPENAI_ROUTES = {"llm/v1/chat": "/chat/completions", "llm/v1/completions": "/completions",
+                 "llm/v1/embeddings": "/embeddings"}
+
+
+@builtin("openai-routes")
+class OpenAiRoutes(Step):
+    """For chat, completions and embeddings endpoints, the OpenAI route beside ``/invocations`` (same request and
+    response), so the official OpenAI SDK works with ``base_url`` = the API's URL; the gateway rewrites it to
+    ``/invocations`` (a policy fragment apimsync adds). Off with ``apis.openai_routes: false``.
+
+    before: ``paths: {"/invocations": {"post": …}}`` (task llm/v1/chat)
+    after:  ``paths: {"/invocations": …, "/chat/completions": {"post": {…, "operationId": "openai-chat-completions"}}}``
+    """
+
+    def check(self, where: str) -> None:
+        _only(self.params, (), where)
+
+    def apply(self, doc: dict[str, Any], ctx: TransformContext) -> None:
+        route = OPENAI_ROUTES.get(ctx.task or "")
+        paths = doc.get("paths")
+        if route is None or not isinstance(paths, dict) or route in paths:
+            return
+        post = (paths.get("/invocations") or {}).get("post") if isinstance(paths.get("/invocations"), dict) else None
+        if not isinstance(post, dict):
+            return
+        copy = json.loads(json.dumps(post))
+        copy["operationId"] = "openai-" + _slug(route)
+        copy["summary"] = f"OpenAI-compatible {route} (answered by /invocations)"
+        paths[route] = {"post": copy}
 
 
 @builtin("hoist-schemas")
