@@ -195,7 +195,8 @@ class Plan:
         return "\n".join(printable(line) for line in lines)
 
     def _repr_html_(self) -> str:
-        rows = [(c.action.value, c.api_id, f"{c.workspace}/{c.endpoint}" if c.endpoint else "", "; ".join(c.reasons))
+        rows = [(c.action.value, c.api_id, f"{c.workspace}/{c.endpoint}" if c.endpoint else "",
+                 "; ".join((*c.reasons, *(f"[{n}]" for n in c.notes))))
                 for c in self.changes]
         rows += [("skipped", s.api_id or "", f"{s.workspace}/{s.endpoint}", s.reason) for s in self.skipped]
         rows += [("failed", f.api_id or "", f"{f.workspace}/{f.endpoint}", f"[{f.stage}] {f.message}")

@@ -126,16 +126,24 @@ def test_the_traffic_split_is_honoured_on_invocations(synced: Sandbox) -> None:
 
 
 def test_a_new_model_version_keeps_the_published_url(synced: Sandbox) -> None:
-    """The served entity is renamed by a new deployment: the published API does not change at all (no write), and
-    /invocations answers from the new version."""
+    """The served entity is renamed by a new deployment: the published operation keeps its name and URL (only the
+    description, which names the served models, is updated), and /invocations answers from the new version."""
     item, spec = synced.databricks.endpoint_and_spec("churn-classifier")
     assert item is not None and spec is not None
     item = json.loads(json.dumps(item))
     item["config"]["served_entities"][0]["name"] = "churn_classifier-4"
     item["config"]["config_version"] = 2
     synced.databricks.put_endpoint(item, spec.replace("churn_classifier-3", "churn_classifier-4"))
+    client = synced.apim.client()
+    rg, svc = synced.apim.RESOURCE_GROUP, synced.apim.SERVICE
+    before = [(o.name, o.url_template) for o in client.api_operation.list_by_api(rg, svc, "dbx-churn-classifier")]
     report = synced.engine().sync()
-    assert report.ok and [c.action.value for c in report.plan.changes if c.endpoint == "churn-classifier"] == ["no-op"]
+    assert report.ok
+    (change,) = [c for c in report.plan.changes if c.endpoint == "churn-classifier"]
+    assert change.reasons == ("spec changed", "settings changed: description"), "the description names the version"
+    assert "churn_classifier-4" in client.api.get(rg, svc, "dbx-churn-classifier").description
+    assert [(o.name, o.url_template) for o in client.api_operation.list_by_api(
+        rg, svc, "dbx-churn-classifier")] == before == [("invoke", "/invocations")]
     answer = call(synced, "serving/churn-classifier/invocations", {"dataframe_records": [CHURN_ROW]})
     assert answer.status_code == 200
     assert "churn-classifier/churn_classifier-4" in synced.databricks.stats()["invocations"]
