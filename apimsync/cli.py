@@ -75,6 +75,12 @@ def _config_option(func: F) -> F:
                         help="Configuration file (default: ./apimsync.yaml).")(func)
 
 
+def _refresh_option(func: F) -> F:
+    return click.option("--refresh", is_flag=True,
+                        help="Fetch every spec, even those whose source is unchanged (run it now and then: Databricks "
+                             "can change a spec without a new config version).")(func)
+
+
 def _output_format(ctx: click.Context, output: str | None) -> str:
     return output or ctx.find_root().params.get("output") or "text"
 
@@ -190,12 +196,13 @@ def lint(ctx: click.Context, spec: str, pipeline: str | None, output: str | None
 @click.option("--out", "out", type=click.Path(dir_okay=False), help="Also write the plan as JSON to this file.")
 @click.option("--prune/--no-prune", default=None, help="Plan deletes of owned APIs whose endpoint is gone.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 3 when the plan has changes (0: none, 1: error).")
+@_refresh_option
 @click.pass_context
 @handle_errors
 def plan(ctx: click.Context, config: str | None, output: str | None, out: str | None, prune: bool | None,
-         detailed_exitcode: bool) -> None:
+         detailed_exitcode: bool, refresh: bool) -> None:
     """Show what a sync would change in APIM, and why. Writes nothing."""
-    result = _engine(ctx, config, {}).plan(prune=prune)
+    result = _engine(ctx, config, {}).plan(prune=prune, refresh=refresh)
     if out:
         with open(out, "w", encoding="utf-8") as fh:
             fh.write(result.to_json())
@@ -216,10 +223,11 @@ def plan(ctx: click.Context, config: str | None, output: str | None, out: str | 
 @click.option("--plan", "plan_file", type=click.Path(dir_okay=False, exists=True),
               help="Apply only the plan reviewed in this file (written by plan --out): plan again and refuse, "
                    "writing nothing, when the result differs.")
+@_refresh_option
 @click.pass_context
 @handle_errors
 def sync(ctx: click.Context, config: str | None, output: str | None, prune: bool | None, dry_run: bool,
-         force: bool, force_lock: bool, plan_file: str | None) -> None:
+         force: bool, force_lock: bool, plan_file: str | None, refresh: bool) -> None:
     """Make APIM match Databricks: plan, then apply.
 
     Exit codes: 0 everything synced, 1 some endpoint or API failed (the others were synced) or a reviewed
@@ -227,7 +235,7 @@ def sync(ctx: click.Context, config: str | None, output: str | None, prune: bool
     """
     reviewed = _reviewed_checksum(plan_file) if plan_file else None
     report = _engine(ctx, config, {}).sync(dry_run=dry_run, prune=prune, force=force, force_lock=force_lock,
-                                           reviewed=reviewed)
+                                           reviewed=reviewed, refresh=refresh)
     _emit(report, _output_format(ctx, output))
     sys.exit(report.exit_code)
 

@@ -364,6 +364,9 @@ def _check(s: Settings) -> None:
     if s.policy.llm is not None:
         if s.policy.llm.tokens_per_minute is not None and s.policy.llm.tokens_per_minute < 1:
             raise ConfigError(f"{o}: policy.llm.tokens_per_minute: expected a positive number")
+        if s.policy.llm.tokens_per_minute and not s.apis.subscription_required:
+            raise ConfigError(f"{o}: policy.llm.tokens_per_minute counts per subscription: it needs "
+                              "apis.subscription_required (without a key there is no subscription to count)")
         if not NAMED_VALUE_NAME.match(s.policy.llm.metrics_namespace):
             raise ConfigError(f"{o}: policy.llm.metrics_namespace: letters, digits, '-', '.', '_' only")
     if not 1 <= s.concurrency <= 64:

@@ -18,7 +18,7 @@ from urllib.parse import quote
 from apimsync.backend import backend_problem
 from apimsync.config import NamedValueSource, Settings, credentials
 from apimsync.errors import ApimsyncError, PolicyError
-from apimsync.model import MARKER_MAX, ApiSettingsView, DesiredApi, NamedValueState
+from apimsync.model import MARKER_MAX, ApiSettingsView, DesiredApi, Marker, NamedValueState, short_hash
 from apimsync.naming import render_name, sanitize_api_id, sanitize_path
 from apimsync.planner import Action, Failure, NamedValueChange, Skip
 from apimsync.source import ENDPOINT_NAME, Endpoint, Fetched
@@ -41,11 +41,25 @@ def api_id_for(ep: Endpoint, settings: Settings) -> str | None:
         return None
 
 
-def build(f: Fetched, settings: Settings, pipeline: Pipeline, templates: Templates) -> DesiredApi | Skip | Failure:
-    """What one fetched endpoint becomes; never raises, whatever the workspace returned."""
+def source_fingerprint(ep: Endpoint, config: str) -> str:
+    """What determines an endpoint's published spec: its served models (names, models, versions), config
+    version, task and kind, its tags (pipeline ``when``), and the configuration's fingerprint."""
+    return short_hash([ep.name, ep.task, ep.endpoint_type, list(ep.served_models), ep.config_version,
+                       ep.route_optimized, sorted(ep.tags.items()), config])
+
+
+def build(f: Fetched, settings: Settings, pipeline: Pipeline, templates: Templates, *, source: str = "",
+          reuse: Marker | None = None) -> DesiredApi | Skip | Failure:
+    """What one fetched endpoint becomes; never raises, whatever the workspace returned. ``reuse``: the marker of
+    the API published from an unchanged source, whose spec still holds (it was not fetched)."""
     ep = f.endpoint
     if f.skip_reason:
         return Skip(ep.workspace, ep.name, f.skip_reason, api_id_for(ep, settings))
+    if f.reused and reuse is not None:
+        problem = backend_problem(ep.backend_url, ep.host, settings.apis.backend_hosts)
+        if problem:
+            return Failure(ep.workspace, ep.name, "backend", problem)
+        return _desired(ep, None, settings, pipeline, templates, synthesized=False, source=source, reuse=reuse)
     if f.error or f.spec is None:
         return Failure(ep.workspace, ep.name, "fetch", f.error or "no spec")
     problem = backend_problem(ep.backend_url, ep.host, settings.apis.backend_hosts)
@@ -53,11 +67,11 @@ def build(f: Fetched, settings: Settings, pipeline: Pipeline, templates: Templat
         return Failure(ep.workspace, ep.name, "backend", problem)
     if ep.route_optimized and credentials(settings, ep.workspace).oauth is None:
         return Skip(ep.workspace, ep.name, ROUTE_OPTIMIZED, api_id_for(ep, settings))
-    return _desired(ep, f.spec, settings, pipeline, templates, synthesized=f.synthesized)
+    return _desired(ep, f.spec, settings, pipeline, templates, synthesized=f.synthesized, source=source)
 
 
-def _desired(ep: Endpoint, spec: dict[str, Any], s: Settings, pipeline: Pipeline, templates: Templates, *,
-             synthesized: bool) -> DesiredApi | Failure:
+def _desired(ep: Endpoint, spec: dict[str, Any] | None, s: Settings, pipeline: Pipeline, templates: Templates, *,
+             synthesized: bool, source: str = "", reuse: Marker | None = None) -> DesiredApi | Failure:
     from apimsync.optional_policies import add_inbound, optional_policies
     from apimsync.policy import check_policy, render_policy
     from apimsync.spec import dump_spec
@@ -73,21 +87,24 @@ def _desired(ep: Endpoint, spec: dict[str, Any], s: Settings, pipeline: Pipeline
             description=render_name(s.naming.description, **names, task=ep.task or "custom model",
                                     served_models=", ".join(ep.served_models) or "no served model listed"),
             service_url=ep.backend_url, subscription_required=s.apis.subscription_required)
+        spec_json: str | None = None
         stage = "transform"
         ctx = TransformContext(endpoint=ep.name, server_url=ep.backend_url, tags=dict(ep.tags),
                                served_entities=ep.served_entities, config_version=ep.config_version,
                                variables={**names, "api_id": api_id},
                                served_model_routes=s.apis.served_model_routes and not ep.route_optimized,
                                task=ep.task if s.apis.openai_routes else None)
-        out = pipeline.run(spec, ctx)
-        # APIM takes info.title/description from an imported spec (and refuses to change them on a new
-        # revision): the spec says what the API's settings say, so an import never creates a drift
-        out["info"] = {**(out.get("info") or {}), "title": view.display_name, "description": view.description}
-        stage = "lint"
-        errors = [f for f in lint(out) if f.severity == "error"]
-        if errors:
-            return Failure(ep.workspace, ep.name, "lint", f"{len(errors)} APIM import problem(s) after transform",
-                           api_id, tuple(f"{f.pointer}: {f.message} (fix: {f.hint})" for f in errors))
+        if spec is not None:
+            out = pipeline.run(spec, ctx)
+            # APIM takes info.title/description from an imported spec (and refuses to change them on a new
+            # revision): the spec says what the API's settings say, so an import never creates a drift
+            out["info"] = {**(out.get("info") or {}), "title": view.display_name, "description": view.description}
+            stage = "lint"
+            errors = [f for f in lint(out) if f.severity == "error"]
+            if errors:
+                return Failure(ep.workspace, ep.name, "lint", f"{len(errors)} APIM import problem(s) after "
+                               "transform", api_id, tuple(f"{f.pointer}: {f.message} (fix: {f.hint})" for f in errors))
+            spec_json = dump_spec(out)
         stage = "policy"
         template, variables = policy_inputs(ep, s)
         variables = {**s.policy.variables, **variables, "endpoint": ep.name, "api_id": api_id,
@@ -97,6 +114,7 @@ def _desired(ep: Endpoint, spec: dict[str, Any], s: Settings, pipeline: Pipeline
         policy = add_inbound(policy, fragments)
         check_policy(policy, origin=f"policy {template} with apimsync's optional policies")
         notes = ((f"spec synthesized from task {ep.task}",) if synthesized else ()) + (
+            ("spec unchanged, not fetched",) if reuse is not None else ()) + (
             ("OAuth service principal",) if "client_id_name" in variables else ()) + tuple(optional)
     except ApimsyncError as exc:
         return Failure(ep.workspace, ep.name, stage, str(exc))
@@ -105,9 +123,10 @@ def _desired(ep: Endpoint, spec: dict[str, Any], s: Settings, pipeline: Pipeline
         return Failure(ep.workspace, ep.name, stage, f"unexpected spec content ({type(exc).__name__}: "
                                                      f"{str(exc)[:200]})")
     desired = DesiredApi(api_id=api_id, workspace=ep.workspace, endpoint=ep.name, settings=view,
-                         spec_json=dump_spec(out), policy_xml=policy, products=s.apis.products,
+                         spec_json=spec_json, policy_xml=policy, products=s.apis.products,
                          tags=s.apis.tags + (endpoint_tags(ep) if s.apis.endpoint_tags else ()),
-                         environment=s.environment or "",
+                         environment=s.environment or "", source=source,
+                         spec_hash=reuse.spec if reuse is not None else "",
                          notes=notes)
     if len(str(desired.marker)) > MARKER_MAX:
         return Failure(ep.workspace, ep.name, "naming", f"the ownership marker would exceed APIM's {MARKER_MAX} "

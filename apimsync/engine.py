@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import cached_property
@@ -17,9 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from apimsync.apply import apply_plan
 from apimsync.config import Settings
-from apimsync.desired import api_id_for, build, drop_collisions, kept_named_values, named_value_change
+from apimsync.desired import (
+    api_id_for,
+    build,
+    drop_collisions,
+    kept_named_values,
+    named_value_change,
+    source_fingerprint,
+)
 from apimsync.errors import ApimsyncError, ConfigError, PolicyError, UnsafePlanError
-from apimsync.model import ActualApi, DesiredApi, short_hash
+from apimsync.model import ActualApi, DesiredApi, Marker, short_hash
 from apimsync.parallel import Progress, gather, split
 from apimsync.planner import Action, Failure, NamedValueChange, Plan, Skip, make_plan
 from apimsync.report import Report
@@ -86,8 +93,13 @@ class Engine:
 
     # -- plan ------------------------------------------------------------------------------------
 
-    def plan(self, *, prune: bool | None = None, force: bool = False, only: str | None = None) -> Plan:
-        """Read both sides and decide. ``only`` limits the plan to one endpoint (import) and never prunes."""
+    def plan(self, *, prune: bool | None = None, force: bool = False, only: str | None = None,
+             refresh: bool = False) -> Plan:
+        """Read both sides and decide. ``only`` limits the plan to one endpoint (import) and never prunes.
+
+        A spec is fetched only when what determines it changed (the endpoint's served models and config version,
+        the configuration, the pipeline, the templates: the source fingerprint in each API's marker), or with
+        ``refresh``, which a periodic run should set now and then for changes Databricks makes behind them."""
         s = self.settings
         _ = self.pipeline  # a bad pipeline or policy file stops the run before any I/O
         self._check_templates()
@@ -115,13 +127,25 @@ class Engine:
         seen = {ep.workspace for ep in chosen} | {sk.workspace for sk in skipped}
         empty_workspaces = [ws for ws in listed_workspaces if ws not in seen]
 
-        # APIM's side does not depend on Databricks': read it while the specs are fetched and transformed
+        # the API list first (its markers say which specs are unchanged), the rest of APIM's side while the
+        # specs are fetched and transformed
+        apis = self.apim.list_apis()
+        env = s.environment or ""
+        published = {(m.workspace, m.endpoint): m for a in apis
+                     if (m := a.marker) is not None and m.environment == env}
+        config = self._config_fingerprint
+
+        def unchanged(ep: Endpoint) -> Marker | None:
+            marker = published.get((ep.workspace, ep.name))
+            return marker if marker and not refresh and marker.source == source_fingerprint(ep, config) else None
+
         with ThreadPoolExecutor(max_workers=1) as side:  # one coordinating thread: see apimsync/parallel.py
-            reading = side.submit(self._actual, listed_workspaces)
-            fetched = self._fetch_all(chosen)
+            reading = side.submit(self._actual, listed_workspaces, apis)
+            fetched = self._fetch_all(chosen, unchanged)
             desired: list[DesiredApi] = []
             for f in fetched:
-                built = build(f, s, self.pipeline, self.template)
+                built = build(f, s, self.pipeline, self.template, source=source_fingerprint(f.endpoint, config),
+                              reuse=unchanged(f.endpoint) if f.reused else None)
                 bucket: list[Any] = (desired if isinstance(built, DesiredApi) else
                                      skipped if isinstance(built, Skip) else failures)
                 bucket.append(built)
@@ -142,24 +166,34 @@ class Engine:
             empty_workspaces=empty_workspaces, endpoint=only, environment=s.environment or "")
         return plan
 
-    def _fetch_all(self, endpoints: list[Endpoint]) -> list[Fetched]:
+    @cached_property
+    def _config_fingerprint(self) -> str:
+        """What of the configuration shapes a spec or a policy: settings, pipeline steps, templates."""
+        s = self.settings
+        templates = [self.template(s.policy.template)] + [
+            self.template(o.template, "oauth.template") for o in [s.policy.oauth, *(w.oauth for w in s.workspaces)]
+            if o is not None]
+        steps = [(step.name, step.params, step.when) for step in self.pipeline.steps]
+        return short_hash(json.dumps([repr(replace(s, origin="")), steps, templates], default=str))
+
+    def _fetch_all(self, endpoints: list[Endpoint],
+                   unchanged: Callable[[Endpoint], object] | None = None) -> list[Fetched]:
         by_ws = {src.workspace.name: src for src in self.sources}
         workers = split(self.settings.concurrency)[0]
         results = []
-        for ep, fetched in gather(endpoints, lambda ep: by_ws[ep.workspace].fetch(ep), workers, self._progress,
-                                  "fetch"):
+        for ep, fetched in gather(endpoints, lambda ep: by_ws[ep.workspace].fetch(ep, unchanged), workers,
+                                  self._progress, "fetch"):
             results.append(Fetched(ep, error=f"fetching: {type(fetched).__name__}: {fetched}")
                            if isinstance(fetched, Exception) else fetched)
         return results
 
-    def _actual(self, workspaces: list[str]) -> list[ActualApi]:
-        """Every API in the service; owned ones (from these workspaces) with their policy and links."""
-        apis = self.apim.list_apis()
+    def _actual(self, workspaces: list[str], apis: list[ActualApi]) -> list[ActualApi]:
+        """Every API in the service (``apis``, listed); owned ones (from these workspaces) with policy and links."""
         env = self.settings.environment or ""
         owned = [a for a in apis if a.marker is not None and a.marker.workspace in workspaces
-                 and a.marker.environment == env]
+                 and a.marker.environment in (env, "")]  # one without an environment may be adopted
         product_links = {p: self.apim.product_apis(p) for p in self.settings.apis.products}
-        tag_links = self.apim.tag_links() if self.settings.apis.tags else {}
+        tag_links = self.apim.tag_links() if self.settings.apis.tags or self.settings.apis.endpoint_tags else {}
         policies = {}
         for a, policy in gather(owned, lambda a: self.apim.get_policy(a.api_id), split(self.settings.concurrency)[1]):
             if isinstance(policy, Exception):
@@ -209,7 +243,7 @@ class Engine:
         """The APIs verify calls: every planned one (or those of ``endpoints``), with its published spec."""
         from apimsync.verify import Target
 
-        plan = self.plan(prune=False)
+        plan = self.plan(prune=False, refresh=True)  # verify builds its requests from the specs
         unknown = sorted(set(endpoints) - {c.endpoint for c in plan.changes})
         if unknown:
             raise ConfigError(f"no API planned for endpoint(s) {', '.join(unknown)} (not selected, or failed: run "
@@ -217,7 +251,7 @@ class Engine:
         return [
             Target(c.endpoint or "", c.workspace or "", c.api_id,
                    c.actual.settings.path if c.actual else c.desired.settings.path,
-                   json.loads(c.desired.spec_json) if c.actual is not None else None)
+                   json.loads(c.desired.spec_json) if c.actual is not None and c.desired.spec_json else None)
             for c in plan.changes
             if c.desired is not None and c.action is not Action.DELETE and (not endpoints or c.endpoint in endpoints)]
 
@@ -245,11 +279,12 @@ class Engine:
         return "apimsync-lock-" + short_hash(sorted(ws.name for ws in self.settings.workspaces))
 
     def sync(self, *, dry_run: bool = False, prune: bool | None = None, force: bool = False,
-             force_lock: bool = False, only: str | None = None, reviewed: str | None = None) -> Report:
+             force_lock: bool = False, only: str | None = None, reviewed: str | None = None,
+             refresh: bool = False) -> Report:
         """Plan and apply. ``reviewed``: the checksum of a plan someone reviewed (``plan --out``); the sync plans
         again and applies only when it gets that same plan, else raises UnsafePlanError and writes nothing."""
         started = time.monotonic()
-        plan = self.plan(prune=prune, force=force, only=only)
+        plan = self.plan(prune=prune, force=force, only=only, refresh=refresh)
         if reviewed is not None and plan.checksum != reviewed:
             raise UnsafePlanError("the reviewed plan no longer matches what a sync would do now (Databricks, APIM, "
                                   "the configuration or a token changed since); nothing was written: run apimsync "

@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote
 
 MARKER_PREFIX = "apimsync:1"
 MARKER_MAX = 256  # apiRevisionDescription: maxLength 256 (definitions.json, ApiRevisionContract)
-_MARKER = re.compile(r"apimsync:1 ws=(\S*) ep=(\S*) spec=(\S*) cfg=(\S*)(?: env=(\S+))?")
+_MARKER = re.compile(r"apimsync:1 ws=(\S*) ep=(\S*) spec=(\S*) cfg=(\S*)(?: env=(\S+))?(?: src=(\S+))?")
 
 
 def short_hash(value: Any) -> str:
@@ -35,12 +35,14 @@ class Marker:
     spec: str
     settings: str
     environment: str = ""  # the configuration's environment (--env), when it has one
+    source: str = ""  # fingerprint of what determined the spec: when it is unchanged, the spec is not fetched again
 
     def __str__(self) -> str:
         # fields are percent-encoded and the whole text must match one fixed shape, so no name can add a field
-        values = (self.workspace, self.endpoint, self.spec, self.settings, self.environment)
-        ws, ep, spec, cfg, env = (quote(v, safe="", errors="surrogatepass") for v in values)
-        return f"{MARKER_PREFIX} ws={ws} ep={ep} spec={spec} cfg={cfg}" + (f" env={env}" if env else "")
+        values = (self.workspace, self.endpoint, self.spec, self.settings, self.environment, self.source)
+        ws, ep, spec, cfg, env, src = (quote(v, safe="", errors="surrogatepass") for v in values)
+        return (f"{MARKER_PREFIX} ws={ws} ep={ep} spec={spec} cfg={cfg}" + (f" env={env}" if env else "")
+                + (f" src={src}" if src else ""))
 
     @classmethod
     def parse(cls, text: str | None) -> Marker | None:
@@ -73,17 +75,20 @@ class DesiredApi:
     workspace: str
     endpoint: str
     settings: ApiSettingsView
-    spec_json: str  # the transformed spec, compact JSON, sent inline as openapi+json
+    spec_json: str | None  # the transformed spec, compact JSON, sent inline; None: unchanged, not fetched again
     policy_xml: str
     products: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # shown in the plan (a synthesized spec, the OAuth policy); not part of the hashes
     environment: str = ""
+    source: str = ""  # the source fingerprint (see Marker.source)
+    spec_hash: str = ""  # with spec_json None: the hash of the spec published before, which still holds
 
     @property
     def marker(self) -> Marker:
-        return Marker(self.workspace, self.endpoint, short_hash(self.spec_json), short_hash(self.settings_dict()),
-                      self.environment)
+        spec = short_hash(self.spec_json) if self.spec_json is not None else self.spec_hash
+        return Marker(self.workspace, self.endpoint, spec, short_hash(self.settings_dict()), self.environment,
+                      self.source)
 
     def settings_dict(self) -> dict[str, Any]:
         s = self.settings

@@ -15,6 +15,7 @@ import re
 from xml.sax.saxutils import escape
 
 from apimsync.config import Settings
+from apimsync.errors import PolicyError
 from apimsync.policy import VALUE_ESCAPES
 from apimsync.source import Endpoint
 from apimsync.transform.steps import OPENAI_ROUTES
@@ -60,7 +61,9 @@ def optional_policies(ep: Endpoint, settings: Settings) -> tuple[list[str], list
     return fragments, notes
 
 
-_INBOUND = re.compile(r"(<inbound>\s*(?:<base\s*/>)?)")
+_EMPTY_INBOUND = re.compile(r"<inbound\b([^>]*?)\s*/>")
+_INBOUND = re.compile(r"(<inbound\b[^>]*>\s*(?:<base\s*/>)?)")
+_POLICIES = re.compile(r"(<policies\b[^>]*>)")
 
 
 def add_inbound(xml: str, fragments: list[str]) -> str:
@@ -68,5 +71,10 @@ def add_inbound(xml: str, fragments: list[str]) -> str:
     if not fragments:
         return xml
     joined = "".join(fragments)
-    added, n = _INBOUND.subn(lambda m: m.group(1) + joined, xml, count=1)
-    return added if n else xml.replace("<policies>", f"<policies><inbound><base />{joined}</inbound>", 1)
+    for pattern, put in ((_EMPTY_INBOUND, lambda m: f"<inbound{m.group(1)}>{joined}</inbound>"),
+                         (_INBOUND, lambda m: m.group(1) + joined),
+                         (_POLICIES, lambda m: f"{m.group(1)}<inbound><base />{joined}</inbound>")):
+        added, n = pattern.subn(put, xml, count=1)
+        if n:
+            return added
+    raise PolicyError("the policy has no <policies> element to add apimsync's optional policies to")

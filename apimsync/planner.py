@@ -226,6 +226,8 @@ def _update_reasons(desired: DesiredApi, actual: ActualApi) -> tuple[list[str], 
         reasons.append(f"drift: {', '.join(differing)} edited outside apimsync")
     if marker is not None and (marker.workspace, marker.endpoint) != (want.workspace, want.endpoint):
         reasons.append(f"source moved to {want.workspace}/{want.endpoint}")
+    if marker is not None and marker.environment != want.environment:
+        reasons.append(f"adopted by environment {want.environment}")
     if reasons:
         writes.append(API if spec_changed else API_SETTINGS)
     from apimsync.policy import canonical_policy
@@ -284,6 +286,12 @@ def make_plan(
         if existing is not None and not existing.owned:
             failures_out.append(Failure(d.workspace, d.endpoint, "conflict", api_id=d.api_id,
                                         message=f"API '{d.api_id}' exists in APIM and is not managed by apimsync"))
+            continue
+        other_env = existing.marker.environment if existing is not None and existing.marker else ""
+        if other_env and other_env != environment:  # (an API without an environment is adopted, below)
+            failures_out.append(Failure(d.workspace, d.endpoint, "conflict", api_id=d.api_id,
+                                        message=f"API '{d.api_id}' belongs to environment '{other_env}'; give "
+                                                "this environment its own naming"))
             continue
         if path_owner is not None and not _will_be_deleted(path_owner, desired, prune, protect):
             failures_out.append(Failure(

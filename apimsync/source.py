@@ -6,7 +6,7 @@ import fnmatch
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -148,6 +148,7 @@ class Fetched:
     skip_reason: str | None = None  # held back on purpose (no schema available)
     error: str | None = None  # failed (network, auth, unreadable spec)
     synthesized: bool = False  # Databricks serves no schema: the spec was built from the endpoint's task
+    reused: bool = False  # the published spec still holds (its source is unchanged): not fetched
 
 
 def select(endpoints: list[Endpoint], selection: Selection) -> tuple[list[Endpoint], list[tuple[Endpoint, str]]]:
@@ -249,9 +250,10 @@ class DatabricksSource:
                 out.append(Invalid(self.workspace.name, name if isinstance(name, str) else f"#{i}", str(exc)))
         return out
 
-    def fetch(self, endpoint: Endpoint) -> Fetched:
+    def fetch(self, endpoint: Endpoint, unchanged: Callable[[Endpoint], object] | None = None) -> Fetched:
         """Details (route optimisation, id) and the OpenAPI spec of one endpoint; where Databricks serves no spec
-        and the endpoint's task has a known shape, a synthesized one."""
+        and the endpoint's task has a known shape, a synthesized one. ``unchanged(endpoint)`` true after the
+        details: the published spec still holds and is not fetched."""
         from databricks.sdk.errors import DatabricksError
 
         from apimsync.files import MAX_SPEC_BYTES
@@ -278,6 +280,8 @@ class DatabricksSource:
                 "tags") or [{"key": k, "value": v} for k, v in endpoint.tags.items()]})
         except SourceError as exc:
             return Fetched(endpoint, error=f"the endpoint's details: {exc}")
+        if unchanged is not None and unchanged(endpoint):
+            return Fetched(endpoint, reused=True)
         try:
             raw = self.client.serving_endpoints.get_open_api(endpoint.name).contents
             body = raw.read(MAX_SPEC_BYTES + 1) if raw is not None else b""  # load_spec refuses what is over

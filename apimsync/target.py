@@ -240,6 +240,8 @@ class ApimTarget:
             "subscription_required": s.subscription_required, "api_revision_description": str(api.marker),
         }
         if with_spec:
+            if api.spec_json is None:
+                raise TargetError(f"API {api.api_id}: the spec was not fetched (it was unchanged); plan with refresh")
             params.update(format="openapi+json", value=api.spec_json)
         api_id = api.api_id
         if revision_of is not None:
@@ -249,7 +251,7 @@ class ApimTarget:
             params["source_api_id"] = f"{self.service_id}/apis/{api.api_id}"
             params.update(display_name=revision_of.settings.display_name,
                           description=revision_of.settings.description)
-            if with_spec:
+            if with_spec and api.spec_json is not None:
                 spec = json.loads(api.spec_json)
                 spec["info"] = {**spec.get("info", {}), "title": revision_of.settings.display_name,
                                 "description": revision_of.settings.description}

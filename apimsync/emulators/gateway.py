@@ -403,7 +403,13 @@ def _usage(response: Response | None) -> dict[str, int]:
     if response is None or response.status >= 300:
         return {}
     try:
-        usage = json.loads(response.body.decode("utf-8")).get("usage")
+        text = response.body.decode("utf-8")
+        if text.startswith("data:"):  # a stream: the last event that carries usage
+            events = [json.loads(line[5:]) for line in text.splitlines()
+                      if line.startswith("data:") and line[5:].strip() not in ("", "[DONE]")]
+            usage = next((e.get("usage") for e in reversed(events) if e.get("usage")), None)
+        else:
+            usage = json.loads(text).get("usage")
     except (ValueError, AttributeError):
         return {}
     if not isinstance(usage, dict):

@@ -275,6 +275,10 @@ class FixExampleTypes(Step):
                         del holder["example"]
 
 
+_VALUES = ("example", "default", "enum", "examples", "const")  # keywords whose values are data, not schemas
+_NAME_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+
+
 @builtin("break-recursion")
 class BreakRecursion(Step):
     """Break recursive schemas (APIM imports none): the ``$ref`` that closes a cycle becomes an object without a
@@ -294,17 +298,20 @@ class BreakRecursion(Step):
         prefix = "#/components/schemas/"
 
         def refs_in(name: str) -> list[tuple[dict[str, Any], str]]:
-            """(node, target) for every $ref to a component schema inside one schema."""
-            found, stack = [], [schemas.get(name)]
+            """(node, target) for every $ref to a component schema inside one schema (values, like examples, are
+            not schemas; a property may still be *named* "example")."""
+            found: list[tuple[dict[str, Any], str]] = []
+            stack: list[tuple[Any, bool]] = [(schemas.get(name), False)]  # (node, is a map of names to schemas)
             while stack:
-                node = stack.pop()
+                node, named = stack.pop()
                 if isinstance(node, list):
-                    stack.extend(node)
+                    stack.extend((v, False) for v in node)
                 elif isinstance(node, dict):
                     ref = node.get("$ref")
-                    if isinstance(ref, str) and ref.startswith(prefix) and ref[len(prefix):] in schemas:
+                    if not named and isinstance(ref, str) and ref.startswith(prefix) and ref[len(prefix):] in schemas:
                         found.append((node, ref[len(prefix):]))
-                    stack.extend(v for k, v in node.items() if k not in ("example", "default", "enum", "examples"))
+                    stack.extend((v, not named and k in _NAME_MAPS) for k, v in node.items()
+                                 if named or k not in _VALUES)
             return found
 
         state: dict[str, int] = {}  # 1: on the path being walked, 2: done

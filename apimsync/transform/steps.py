@@ -108,10 +108,10 @@ class DropInputVariants(Step):
                     branches = schema.get(key)
                     if not isinstance(branches, list):
                         continue
-                    example = _records_example(branches)
+                    kept = [b for b in branches if not self._gone(b)]
+                    example = _records_example(branches, kept)
                     if example is not None and "example" not in media and "examples" not in media:
                         media["example"] = example
-                    kept = [b for b in branches if not self._gone(b)]
                     if not kept:
                         continue  # dropping every variant would leave no valid request: keep the spec as is
                     for branch in kept:
@@ -122,11 +122,11 @@ class DropInputVariants(Step):
                         schema[key] = kept
 
 
-def _records_example(branches: list[Any]) -> dict[str, Any] | None:
+def _records_example(branches: list[Any], kept: list[Any]) -> dict[str, Any] | None:
     """The model's input example as a request: Databricks puts it in the dataframe_split variant as the inner
     ``{columns, data}`` object; as ``dataframe_records`` (when that variant is offered) it survives the drop of
     dataframe_split and becomes the operation's request example in the developer portal."""
-    if not any(isinstance(b, dict) and "dataframe_records" in (b.get("properties") or {}) for b in branches):
+    if not any(isinstance(b, dict) and "dataframe_records" in (b.get("properties") or {}) for b in kept):
         return None
     for branch in branches:
         props = branch.get("properties") if isinstance(branch, dict) else None

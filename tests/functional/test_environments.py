@@ -54,7 +54,7 @@ def test_two_environments_share_one_apim_without_touching_each_other(sandbox: Sa
     plan = json.loads(again.stdout)
     assert not [c for c in plan["changes"] if c["action"] != "no-op"], plan["changes"]
     marker = client.api.get(sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE, "prod-openai-chat")
-    assert marker.api_revision_description.endswith(" env=prod")
+    assert " env=prod " in marker.api_revision_description
 
 
 def test_an_unknown_environment_is_one_line_exit_2(sandbox: Sandbox, tmp_path: Path) -> None:
@@ -79,3 +79,25 @@ def test_an_environment_overrides_the_file_and_the_variables_override_it(tmp_pat
                                     "environment": "prod"}))
     with pytest.raises(ConfigError, match="environment: not a setting"):
         load_settings(path, env={})
+
+
+def test_an_api_of_another_environment_is_a_conflict_and_one_without_is_adopted_once(sandbox: Sandbox) -> None:
+    """A review found prod planning an update of dev's API on every run; now another environment's API is a
+    conflict, and an API published before environments existed is adopted (one write) and then stays still."""
+    base = sandbox.config()
+    assert sandbox.engine().sync().ok  # published without an environment
+    prod = {**base, "environments": {"prod": {}, "dev": {}}}
+    from apimsync.config import settings_from_mapping
+
+    adopt = sandbox.engine(settings_from_mapping(prod, environment="prod")).sync()
+    assert adopt.ok and {c.reasons for c in adopt.plan.changes} == {("adopted by environment prod",)}
+    assert not sandbox.engine(settings_from_mapping(prod, environment="prod")).plan().has_changes
+    dev = sandbox.engine(settings_from_mapping(prod, environment="dev")).plan()
+    assert {f.stage for f in dev.failures} == {"conflict"} and not dev.has_changes
+    assert "belongs to environment 'prod'" in dev.failures[0].message
+
+
+def test_endpoint_tags_converge(sandbox: Sandbox) -> None:
+    settings = sandbox.settings(apis={"endpoint_tags": True})
+    assert sandbox.engine(settings).sync().ok
+    assert not sandbox.engine(settings).plan().has_changes, "the links are read back: no missing tag next time"

@@ -302,3 +302,30 @@ def test_colliding_paths_fail_both_endpoints(sandbox: Sandbox) -> None:
     assert {f.stage for f in report.plan.failures} == {"naming"}
     assert "path 'serving/all' is produced by several endpoints" in report.plan.failures[0].message
     assert sandbox.apim.stats()["writes"] == 0
+
+
+def test_a_no_op_resync_fetches_no_spec_and_a_change_fetches_only_its_own(sandbox: Sandbox) -> None:
+    """Each API's marker carries a fingerprint of what determined its spec (served models and versions, config
+    version, task, tags, the configuration): an unchanged source is not fetched again."""
+    assert sandbox.engine().sync().ok
+    marker = sandbox.apim.client().api.get(sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE, "dbx-churn-classifier")
+    assert " src=" in marker.api_revision_description
+    routes = sandbox.databricks.stats()["by_route"]
+    writes = sandbox.apim.stats()["writes"]
+    again = sandbox.engine().sync()
+    assert again.ok and not again.plan.has_changes and sandbox.apim.stats()["writes"] == writes
+    fetched = sandbox.databricks.stats()["by_route"]["openapi"] - routes["openapi"]
+    assert fetched == 1, "only the endpoint without an API (no signature) is asked for a spec"
+    # a new model version: only that endpoint's spec is fetched
+    item, spec = sandbox.databricks.endpoint_and_spec("recommender-ab")
+    assert item is not None and spec is not None
+    item["config"]["served_entities"][0]["entity_version"] = "9"
+    sandbox.databricks.put_endpoint(item, spec)
+    before = sandbox.databricks.stats()["by_route"]["openapi"]
+    changed = sandbox.engine().sync()
+    assert changed.ok and sandbox.databricks.stats()["by_route"]["openapi"] - before == 2
+    assert [c.endpoint for c in changed.plan.changes if c.action is Action.UPDATE] == ["recommender-ab"]
+    # --refresh (and any configuration change) fetches everything again
+    before = sandbox.databricks.stats()["by_route"]["openapi"]
+    assert not sandbox.engine().plan(refresh=True).has_changes
+    assert sandbox.databricks.stats()["by_route"]["openapi"] - before == 9

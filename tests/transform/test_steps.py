@@ -237,3 +237,23 @@ def test_a_type_array_moves_each_types_keywords_into_its_branch() -> None:
     out = _run(spec, "downconvert-3.0")["components"]["schemas"]["X"]
     assert out == {"nullable": True, "description": "d",
                    "anyOf": [{"type": "string", "minLength": 1}, {"type": "integer", "minimum": 0}]}
+
+
+def test_break_recursion_sees_a_property_named_like_a_value_keyword() -> None:
+    spec = {"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {}, "components": {"schemas": {
+        "A": {"type": "object", "properties": {"default": {"$ref": "#/components/schemas/A"}},
+              "example": {"$ref": "#/components/schemas/A"}}}}}
+    out = _run(spec, "break-recursion")["components"]["schemas"]["A"]
+    assert out["properties"]["default"]["type"] == "object", "a property named 'default' is a schema"
+    assert out["example"] == {"$ref": "#/components/schemas/A"}, "an example is data: never rewritten"
+
+
+def test_no_records_example_when_the_records_variant_is_dropped(tmp_path: Path) -> None:
+    split = {"properties": {"dataframe_split": {"type": "object"}},
+             "examples": [{"columns": ["a"], "data": [[1]]}]}
+    out = run(tmp_path, "  - drop-input-variants: {keep: [dataframe_split]}\n", doc({"oneOf": [split, RECORDS]}))
+    media = out["paths"]["/served-models/m-1/invocations"]["post"]["requestBody"]["content"]["application/json"]
+    assert "example" not in media
+    out = run(tmp_path, "  - drop-input-variants: {}\n", doc({"oneOf": [split, RECORDS]}))
+    media = out["paths"]["/served-models/m-1/invocations"]["post"]["requestBody"]["content"]["application/json"]
+    assert media["example"] == {"dataframe_records": [{"a": 1}]}

@@ -82,3 +82,31 @@ def test_a_value_cannot_inject_an_attribute(quote: str) -> None:
     evil = f"a{quote} copy-unmatched-params={quote}false"
     element = ET.fromstring(render_policy(template, {"endpoint": evil})).find("./inbound/rewrite-uri")
     assert element is not None and element.attrib == {"template": f"/x/{evil}"}
+
+
+@pytest.mark.parametrize("template", [
+    "<policies><inbound><base /></inbound></policies>",
+    "<policies>\r\n  <inbound>\r\n    <base />\r\n  </inbound>\r\n</policies>",
+    "<policies><inbound /></policies>",
+    "<policies><inbound id='x'><set-header name='a' exists-action='override'><value>b</value></set-header>"
+    "</inbound></policies>",
+    "<policies ><outbound /></policies>",
+])
+def test_optional_policies_go_first_in_one_inbound_section(template: str) -> None:
+    import xml.etree.ElementTree as ET
+
+    from apimsync.optional_policies import add_inbound
+
+    xml = add_inbound(template, ["<validate-content max-size='1' />"])
+    root = ET.fromstring(xml)
+    inbound = root.findall("inbound")
+    assert len(inbound) == 1
+    tags = [el.tag for el in inbound[0]]
+    assert tags.index("validate-content") == (1 if tags[0] == "base" else 0)
+
+
+def test_optional_policies_refuse_a_policy_without_a_policies_element() -> None:
+    from apimsync.optional_policies import add_inbound
+
+    with pytest.raises(PolicyError, match="no <policies> element"):
+        add_inbound("<other />", ["<x />"])
