@@ -101,3 +101,21 @@ def test_endpoint_tags_converge(sandbox: Sandbox) -> None:
     settings = sandbox.settings(apis={"endpoint_tags": True})
     assert sandbox.engine(settings).sync().ok
     assert not sandbox.engine(settings).plan().has_changes, "the links are read back: no missing tag next time"
+
+
+def test_env_prod_plans_and_syncs_against_the_prod_service(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Two emulated APIM services (dev is the sandbox's, prod a second one): --env prod writes only to prod."""
+    from apimsync.emulators.apim import ApimEmulator
+
+    with ApimEmulator(lro_seconds=0.05) as prod_apim:
+        config = sandbox.config()
+        config["environments"] = {"prod": {"apim": {"base_url": prod_apim.url, "ca_bundle": str(prod_apim.ca_file)}}}
+        path = tmp_path / "apimsync.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        run = _cli(sandbox, path, "--env", "prod", "-o", "json", "sync")
+        assert run.returncode == 0, run.stderr
+        assert prod_apim.stats()["apis"] == 8 and sandbox.apim.stats()["apis"] == 0
+        plan = _cli(sandbox, path, "--env", "prod", "plan")
+        assert "(environment prod)" in plan.stdout and "8 unchanged" in plan.stdout
+        dev = _cli(sandbox, path, "plan")
+        assert "8 to create" in dev.stdout, "without --env: the file's own service, still empty"
