@@ -32,7 +32,7 @@ def test_pay_per_token_endpoints_are_published_only_when_asked_for(sandbox: Sand
     by_name = sandbox.engine(sandbox.settings(select={"include": ["databricks-gte-large-en"]})).sync()
     assert [c.endpoint for c in by_name.plan.changes] == ["databricks-gte-large-en"]
     (change,) = by_name.plan.changes
-    assert change.notes == ("spec synthesized from task llm/v1/embeddings",)
+    assert "spec synthesized from task llm/v1/embeddings" in change.notes
     answer = call(sandbox, "serving/databricks-gte-large-en/invocations", {"input": ["hello", "world"]})
     assert answer.status_code == 200 and [d["index"] for d in answer.json()["data"]] == [0, 1]
     refused = call(sandbox, "serving/databricks-gte-large-en/invocations", {"messages": []})

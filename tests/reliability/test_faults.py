@@ -146,7 +146,10 @@ def test_databricks_plain_text_error_fails_that_endpoint_only(sandbox: Sandbox) 
     sandbox.engine().sync()
     spec = json.loads(sandbox.workspace_client().serving_endpoints.get_open_api("openai-chat").contents.read())
     spec["info"]["description"] = "changed"
-    sandbox.databricks.set_spec("openai-chat", spec)
+    item, _ = sandbox.databricks.endpoint_and_spec("openai-chat")
+    assert item is not None
+    item["config"]["config_version"] = 2  # a new deployment: the spec is fetched again (and fails)
+    sandbox.databricks.put_endpoint(item, spec)
     sandbox.databricks.faults.add(FaultRule(path="openai-chat/openapi$", status=503, body="upstream proxy error",
                                             count=None))
     report = sandbox.engine().sync(prune=True, force=True)
