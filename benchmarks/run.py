@@ -64,12 +64,14 @@ def _serve(n: int, commands: Any, replies: Any) -> None:
                 box.apim.reset_stats()
                 box.apim._reset_buckets()
                 replies.put(True)
-            elif command == "change":  # a new model version: the spec of one endpoint changes
+            elif command == "change":  # a new model version: a new config version and a changed signature
                 name = args[0]
-                client = box.workspace_client()
-                spec = json.loads(client.serving_endpoints.get_open_api(name).contents.read())
-                spec["info"]["description"] = "version 2"
-                box.databricks.set_spec(name, spec)
+                item, text = box.databricks.endpoint_and_spec(name)
+                spec = json.loads(text or "{}")
+                for path in spec.get("paths", {}).values():
+                    path["post"]["requestBody"]["content"]["application/json"]["schema"]["description"] = "v2"
+                item["config"]["config_version"] = int(item["config"].get("config_version") or 1) + 1
+                box.databricks.put_endpoint(item, spec)
                 replies.put(True)
 
 
