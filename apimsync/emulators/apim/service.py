@@ -232,9 +232,11 @@ class ApimEmulator(Apis, LongRunning, Policies, NamedValues, Links):
         are 15 times those). The remaining counts go out as ``x-ms-ratelimit-remaining-subscription-{kind}`` and
         ``...-subscription-global-{kind}`` (the latter as seen in azure-powershell's Invoke-AzRestMethod help)."""
         header = f"x-ms-ratelimit-remaining-subscription-{kind}"
+        if not self.throttle.enabled:  # an unlimited service: counted, never refused, and no counts to pace by
+            with self._lock:
+                self._stats[kind] += 1
+            return {}
         granted, remaining, wait = self._buckets[kind].take()
-        if not self.throttle.enabled:  # counted and reported, never refused
-            granted = True
         with self._lock:
             self._stats[kind if granted else "throttled"] += 1
         if granted:
