@@ -43,9 +43,10 @@ def api_id_for(ep: Endpoint, settings: Settings) -> str | None:
 
 def source_fingerprint(ep: Endpoint, config: str) -> str:
     """What determines an endpoint's published spec: its served models (names, models, versions), config
-    version, task and kind, its tags (pipeline ``when``), and the configuration's fingerprint."""
+    version, task and kind, its URL (the spec's server), its tags (pipeline ``when``), and what of the
+    configuration shapes specs."""
     return short_hash([ep.name, ep.task, ep.endpoint_type, list(ep.served_models), ep.config_version,
-                       ep.route_optimized, sorted(ep.tags.items()), config])
+                       ep.backend_url, sorted(ep.tags.items()), config])
 
 
 def build(f: Fetched, settings: Settings, pipeline: Pipeline, templates: Templates, *, source: str = "",

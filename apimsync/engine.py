@@ -168,13 +168,12 @@ class Engine:
 
     @cached_property
     def _config_fingerprint(self) -> str:
-        """What of the configuration shapes a spec or a policy: settings, pipeline steps, templates."""
+        """What of the configuration shapes a spec: the pipeline's steps, the naming (the spec's title and
+        description) and the routes published. Not the policy: a policy change rewrites policies, not specs."""
         s = self.settings
-        templates = [self.template(s.policy.template)] + [
-            self.template(o.template, "oauth.template") for o in [s.policy.oauth, *(w.oauth for w in s.workspaces)]
-            if o is not None]
         steps = [(step.name, step.params, step.when) for step in self.pipeline.steps]
-        return short_hash(json.dumps([repr(replace(s, origin="")), steps, templates], default=str))
+        routes = (s.apis.served_model_routes, s.apis.openai_routes)
+        return short_hash(json.dumps([steps, repr(s.naming), routes], default=str))
 
     def _fetch_all(self, endpoints: list[Endpoint],
                    unchanged: Callable[[Endpoint], object] | None = None) -> list[Fetched]:

@@ -228,6 +228,10 @@ def _update_reasons(desired: DesiredApi, actual: ActualApi) -> tuple[list[str], 
         reasons.append(f"source moved to {want.workspace}/{want.endpoint}")
     if marker is not None and marker.environment != want.environment:
         reasons.append(f"adopted by environment {want.environment}")
+    if not reasons and marker is not None and want.source and marker.source != want.source:
+        # the spec is the same, but what determines it moved (or a marker from before fingerprints): record it
+        # once, so the next run need not fetch the spec again
+        reasons.append("spec source recorded")
     if reasons:
         writes.append(API if spec_changed else API_SETTINGS)
     from apimsync.policy import canonical_policy

@@ -213,3 +213,15 @@ def test_a_name_cannot_forge_plan_lines_or_reach_the_terminal_raw() -> None:
     text = str(Plan("svc", failures=(Failure("ws", forged, "fetch", "refused"),)))
     assert "\x1b" not in text and not any(line.startswith("  + dbx-victim") for line in text.splitlines())
     assert "\\n  + dbx-victim" in text and "\\x1b[2J" in text
+
+
+def test_a_moved_source_with_the_same_spec_is_recorded_once() -> None:
+    """The marker's source fingerprint lets a later run skip the spec fetch; a marker from before fingerprints
+    (or a source that moved without changing the spec) is rewritten once, with the settings only."""
+    old = desired("a")  # no source: a marker written before fingerprints
+    new = desired("a", source="f00dfeed0001")
+    (change,) = plan_of([new], [applied(old)]).changes
+    assert change.reasons == ("spec source recorded",) and tuple(map(str, change.writes)) == ("api-settings",)
+    assert not plan_of([new], [applied(new)]).has_changes
+    reused = desired("a", spec=None, spec_hash=new.marker.spec, source="f00dfeed0001")
+    assert not plan_of([reused], [applied(new)]).has_changes, "an unfetched spec is the published one"
