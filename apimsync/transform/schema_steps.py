@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from apimsync.transform.rules import DROPPED_2020, TYPE_KEYWORDS
-from apimsync.transform.steps import Step, _only, builtin
+from apimsync.transform.steps import Step, builtin
 from apimsync.transform.walk import operations, pointer, walk_schemas
 
 
@@ -26,8 +26,6 @@ class PrefixItems(Step):
 
     kind = "schema"
 
-    def check(self, where: str) -> None:
-        _only(self.params, (), where)
 
     def visit(self, schema: dict[str, Any]) -> None:
         positional = schema.get("prefixItems")
@@ -68,8 +66,6 @@ class Downconvert(Step):
 
     kind = "schema"
 
-    def check(self, where: str) -> None:
-        _only(self.params, (), where)
 
     def document(self, doc: dict[str, Any]) -> None:
         if str(doc.get("openapi", "")).startswith("3.1"):
@@ -241,8 +237,6 @@ class FixExampleTypes(Step):
 
     kind = "schema"
 
-    def check(self, where: str) -> None:
-        _only(self.params, (), where)
 
     def visit(self, s: dict[str, Any]) -> None:
         kind = s.get("type")
@@ -288,8 +282,6 @@ class BreakRecursion(Step):
     after:  ``Node: {properties: {child: {type: object, description: "recursive Node: not described further"}}}``
     """
 
-    def check(self, where: str) -> None:
-        _only(self.params, (), where)
 
     def apply(self, doc: dict[str, Any], ctx: Any) -> None:
         schemas = (doc.get("components") or {}).get("schemas") if isinstance(doc.get("components"), dict) else None

@@ -27,6 +27,10 @@ class Step:
     when: dict[str, Any] = field(default_factory=dict)
     kind: ClassVar[str] = "document"
 
+    def check(self, where: str) -> None:
+        """Validate ``params`` (PipelineError naming ``where``); by default a step takes none."""
+        _only(self.params, (), where)
+
     def visit(self, schema: dict[str, Any]) -> None:  # schema steps
         raise NotImplementedError
 
@@ -41,7 +45,7 @@ def builtin(name: str) -> Callable[[type[Step]], type[Step]]:
     def register(cls: type[Step]) -> type[Step]:
         def make(params: dict[str, Any], where: str) -> Step:
             step = cls(name, dict(params))
-            step.check(where)  # type: ignore[attr-defined]
+            step.check(where)
             return step
 
         REGISTRY[name] = make
@@ -241,8 +245,6 @@ class AddInvocationsPath(Step):
     after:  ``paths: {"/invocations": {"post": …}}`` (and the per-entity paths with served_model_routes)
     """
 
-    def check(self, where: str) -> None:
-        _only(self.params, (), where)
 
     def apply(self, doc: dict[str, Any], ctx: TransformContext) -> None:
         paths = doc.get("paths")
@@ -313,8 +315,6 @@ class OpenAiRoutes(Step):
     after:  ``paths: {"/invocations": …, "/chat/completions": {"post": {…, "operationId": "openai-chat-completions"}}}``
     """
 
-    def check(self, where: str) -> None:
-        _only(self.params, (), where)
 
     def apply(self, doc: dict[str, Any], ctx: TransformContext) -> None:
         route = OPENAI_ROUTES.get(ctx.task or "")
@@ -341,8 +341,6 @@ class HoistSchemas(Step):
     ``components.schemas``.
     """
 
-    def check(self, where: str) -> None:
-        _only(self.params, (), where)
 
     def apply(self, doc: dict[str, Any], ctx: TransformContext) -> None:
         schemas = doc.setdefault("components", {}).setdefault("schemas", {})

@@ -14,8 +14,8 @@ from apimsync.emulators.apim.common import (
     ArmError,
     Service,
     not_found,
-    now,
 )
+from apimsync.emulators.apim.state import now
 from apimsync.emulators.apim_import import ImportedOperation, ImportRejected, import_spec, reimport_operations
 
 # the properties an API PUT may set (ApiCreateOrUpdateProperties, definitions.json)

@@ -7,7 +7,6 @@ import math
 import re
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from apimsync.emulators._server import Faults, Request, Response
@@ -24,7 +23,6 @@ TYPES = {"apis": "Microsoft.ApiManagement/service/apis", "namedValues": "Microso
          "releases": "Microsoft.ApiManagement/service/apis/releases",
          "subscriptions": "Microsoft.ApiManagement/service/subscriptions"}
 MANAGED_IDENTITY_APP_ID = "5b0f1c2e-7a43-4c4e-9d0a-0a9100000001"  # the service's system-assigned identity
-MASTER_SUBSCRIPTION = "master"  # the built-in all-access subscription (vscode-apimanagement reads its keys so)
 
 
 @dataclass
@@ -66,8 +64,6 @@ def not_found(what: str) -> ArmError:
     return ArmError(404, "ResourceNotFound", f"{what} not found.")
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Service:

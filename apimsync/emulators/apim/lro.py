@@ -14,8 +14,8 @@ from apimsync.emulators.apim.common import (
     ArmError,
     Service,
     not_found,
-    now,
 )
+from apimsync.emulators.apim.state import now
 
 
 @dataclass

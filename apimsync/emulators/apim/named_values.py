@@ -12,8 +12,8 @@ from apimsync.emulators.apim.common import (
     ArmError,
     Service,
     not_found,
-    now,
 )
+from apimsync.emulators.apim.state import now
 from apimsync.emulators.gateway import NAMED_VALUE_REF
 
 

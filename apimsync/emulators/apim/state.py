@@ -17,7 +17,7 @@ from typing import Any
 MASTER = "master"  # the built-in all-access subscription
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -28,7 +28,7 @@ def _products() -> dict[str, dict[str, Any]]:
 
 def _subscriptions() -> dict[str, dict[str, Any]]:
     return {MASTER: {"displayName": "Built-in all-access subscription", "scope": "/apis", "state": "active",
-                     "primaryKey": uuid.uuid4().hex, "secondaryKey": uuid.uuid4().hex, "createdDate": _now()}}
+                     "primaryKey": uuid.uuid4().hex, "secondaryKey": uuid.uuid4().hex, "createdDate": now()}}
 
 
 @dataclass
