@@ -304,6 +304,9 @@ def verify(ctx: click.Context, endpoints: tuple[str, ...], config: str | None, o
 @click.option("--gateway-port", type=click.IntRange(0, 65535), default=0, help="Port of the emulated APIM gateway.")
 @click.option("--ca-out", type=click.Path(dir_okay=False), help="Write the APIM emulator's CA certificate (PEM) here.")
 @click.option("--state", type=click.Path(dir_okay=False), help="Keep the emulated APIM's state in this JSON file.")
+@click.option("--latency-model", type=click.Choice(["none", "fast", "realistic"]), default="none", show_default=True,
+              help="How long calls take: 'realistic' is Azure's and Databricks' timing (sources in "
+                   "apimsync/emulators/latency.py), scaled by --time-scale.")
 @click.option("--latency-ms", type=click.FloatRange(min=0), default=0.0, help="Latency added to every APIM call.")
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0, help="Share of APIM calls answered 500/503.")
 @click.option("--time-scale", type=click.FloatRange(min=0.001), default=1.0,
@@ -314,8 +317,8 @@ def verify(ctx: click.Context, endpoints: tuple[str, ...], config: str | None, o
                    "endpoints in each); clients authenticate through a profile per workspace.")
 @handle_errors
 def emulate(fixtures: str | None, endpoints: int | None, databricks_port: int, apim_port: int, gateway_port: int,
-            ca_out: str | None, state: str | None, latency_ms: float, fault_rate: float, time_scale: float,
-            throttle: bool, workspaces: int) -> None:
+            ca_out: str | None, state: str | None, latency_model: str, latency_ms: float, fault_rate: float,
+            time_scale: float, throttle: bool, workspaces: int) -> None:
     """Run a local Databricks workspace and APIM service until interrupted (an offline sandbox).
 
     Prints the URLs (workspace, ARM, gateway), a ready configuration and the environment for pointing
@@ -326,12 +329,13 @@ def emulate(fixtures: str | None, endpoints: int | None, databricks_port: int, a
 
     from apimsync.emulators.apim import Throttle
     from apimsync.emulators.databricks import DEFAULT_FIXTURES
+    from apimsync.emulators.latency import MODELS
     from apimsync.emulators.sandbox import Sandbox, workspace_name
 
     chosen = fixtures or (None if endpoints else DEFAULT_FIXTURES)
     box = Sandbox(fixtures=chosen, endpoints=endpoints, databricks_port=databricks_port, apim_port=apim_port,
                   gateway_port=gateway_port, state_file=state, throttle=Throttle(enabled=throttle),
-                  time_scale=time_scale, lro_seconds=0.2, workspaces=workspaces)
+                  time_scale=time_scale, latency=MODELS[latency_model], workspaces=workspaces)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with box:

@@ -51,7 +51,7 @@ class ApimSettings:
     base_url: str = "https://management.azure.com"
     ca_bundle: str | None = None
     credential: str = "default"
-    polling_interval: float = 2.0
+    polling_interval: float = 5.0  # an import takes ~10 s: two polls, not five, out of ARM's read bucket
 
 
 @dataclass(frozen=True)

@@ -42,11 +42,12 @@ def api_id_for(ep: Endpoint, settings: Settings) -> str | None:
 
 
 def source_fingerprint(ep: Endpoint, config: str) -> str:
-    """What determines an endpoint's published spec: its served models (names, models, versions), config
-    version, task and kind, its URL (the spec's server), its tags (pipeline ``when``), and what of the
-    configuration shapes specs."""
-    return short_hash([ep.name, ep.task, ep.endpoint_type, list(ep.served_models), ep.config_version,
-                       ep.backend_url, sorted(ep.tags.items()), config])
+    """What determines an endpoint's published spec, from fields the endpoint list already reports: its served
+    models (names, models, versions), id (a re-created endpoint has a new one), task and kind, its tags (pipeline
+    ``when``), and what of the configuration shapes specs. The same for an endpoint as listed and as detailed,
+    so an unchanged one needs neither its details nor its spec."""
+    return short_hash([ep.name, ep.id, ep.task, ep.endpoint_type, list(ep.served_models), sorted(ep.tags.items()),
+                       config])
 
 
 def build(f: Fetched, settings: Settings, pipeline: Pipeline, templates: Templates, *, source: str = "",
@@ -56,19 +57,16 @@ def build(f: Fetched, settings: Settings, pipeline: Pipeline, templates: Templat
     ep = f.endpoint
     if f.skip_reason:
         return Skip(ep.workspace, ep.name, f.skip_reason, api_id_for(ep, settings))
-    if f.reused and reuse is not None:
-        problem = backend_problem(ep.backend_url, ep.host, settings.apis.backend_hosts)
-        if problem:
-            return Failure(ep.workspace, ep.name, "backend", problem)
-        return _desired(ep, None, settings, pipeline, templates, synthesized=False, source=source, reuse=reuse)
-    if f.error or f.spec is None:
+    reused = f.reused and reuse is not None
+    if not reused and (f.error or f.spec is None):
         return Failure(ep.workspace, ep.name, "fetch", f.error or "no spec")
     problem = backend_problem(ep.backend_url, ep.host, settings.apis.backend_hosts)
     if problem:
         return Failure(ep.workspace, ep.name, "backend", problem)
     if ep.route_optimized and credentials(settings, ep.workspace).oauth is None:
         return Skip(ep.workspace, ep.name, ROUTE_OPTIMIZED, api_id_for(ep, settings))
-    return _desired(ep, f.spec, settings, pipeline, templates, synthesized=f.synthesized, source=source)
+    return _desired(ep, None if reused else f.spec, settings, pipeline, templates, synthesized=f.synthesized,
+                    source=source, reuse=reuse if reused else None)
 
 
 def _desired(ep: Endpoint, spec: dict[str, Any] | None, s: Settings, pipeline: Pipeline, templates: Templates, *,

@@ -131,13 +131,17 @@ class Engine:
         # specs are fetched and transformed
         apis = self.apim.list_apis()
         env = s.environment or ""
-        published = {(m.workspace, m.endpoint): m for a in apis
+        published = {(m.workspace, m.endpoint): (m, a.settings.service_url) for a in apis
                      if (m := a.marker) is not None and m.environment == env}
         config = self._config_fingerprint
 
         def unchanged(ep: Endpoint) -> Marker | None:
-            marker = published.get((ep.workspace, ep.name))
-            return marker if marker and not refresh and marker.source == source_fingerprint(ep, config) else None
+            """The marker of the API published from this endpoint, when that API still holds: same source
+            fingerprint and same backend (as listed, an endpoint's backend is its workspace URL; a route-optimized
+            one's dedicated host is known only from its details, which are then read)."""
+            marker, backend = published.get((ep.workspace, ep.name), (None, ""))
+            return marker if (marker and not refresh and marker.source == source_fingerprint(ep, config)
+                              and backend == ep.backend_url) else None
 
         with ThreadPoolExecutor(max_workers=1) as side:  # one coordinating thread: see apimsync/parallel.py
             reading = side.submit(self._actual, listed_workspaces, apis)

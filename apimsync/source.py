@@ -252,8 +252,9 @@ class DatabricksSource:
 
     def fetch(self, endpoint: Endpoint, unchanged: Callable[[Endpoint], object] | None = None) -> Fetched:
         """Details (route optimisation, id) and the OpenAPI spec of one endpoint; where Databricks serves no spec
-        and the endpoint's task has a known shape, a synthesized one. ``unchanged(endpoint)`` true after the
-        details: the published spec still holds and is not fetched."""
+        and the endpoint's task has a known shape, a synthesized one. ``unchanged(endpoint)`` true: the published
+        API still holds, and neither the details (asked first, with the endpoint as listed) nor the spec (asked
+        again after the details) are read."""
         from databricks.sdk.errors import DatabricksError
 
         from apimsync.files import MAX_SPEC_BYTES
@@ -264,6 +265,8 @@ class DatabricksSource:
             # checked before the name becomes part of a URL: "../x" or "a?b" must never address something else
             return Fetched(endpoint, error="the name is outside Databricks' endpoint name characters (letters, digits, "
                                            "'-', '_'); refused before it reaches a URL")
+        if unchanged is not None and unchanged(endpoint):
+            return Fetched(endpoint, reused=True)
         try:
             detail = self.client.api_client.do("GET", f"/api/2.0/serving-endpoints/{endpoint.name}")
         except DatabricksError as exc:

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 
 from apimsync.emulators._server import EmulatorServer, Faults, Request, Response
 from apimsync.emulators.dataplane import DataPlane, Identities, dedicated_path, error
+from apimsync.emulators.latency import Latency, wait
 from apimsync.emulators.synthetic import FAKE_WORKSPACE_HOST, synthetic_endpoints
 from apimsync.errors import ConfigError
 from apimsync.files import MAX_SPEC_BYTES, read_text
@@ -44,7 +45,10 @@ class DatabricksEmulator:
 
     def __init__(self, fixtures: str | Path | None = DEFAULT_FIXTURES, *, endpoints: int | None = None,
                  token: str = "dapi-emulator-token", port: int = 0, dedicated_port: int = 0, seed: int = 0,
-                 workspace_id: str = "1234567890123456") -> None:
+                 workspace_id: str = "1234567890123456", latency: Latency | None = None,
+                 time_scale: float = 1.0) -> None:
+        self.latency = latency or Latency()
+        self.time_scale = time_scale
         self.identities = Identities(pats={token})
         self._token = token
         self.workspace_id = workspace_id
@@ -210,6 +214,7 @@ class DatabricksEmulator:
         if request.method != "GET":
             return _error(405, f"{request.method} is not supported here", "ENDPOINT_NOT_FOUND")
         if path == "/api/2.0/serving-endpoints":
+            wait(self.latency.databricks_list, self.time_scale)
             self._count("list")
             with self._lock:
                 return Response.json(200, {"endpoints": [self._list_item(e) for e in self._endpoints.values()]})
@@ -222,6 +227,7 @@ class DatabricksEmulator:
             spec = self._specs.get(name)
         if item is None:
             return _error(404, f"Endpoint with name '{name}' does not exist.")
+        wait(self.latency.databricks_openapi if openapi else self.latency.databricks_get, self.time_scale)
         if not openapi:
             self._count("get")
             return Response.json(200, self._detail(item))

@@ -15,6 +15,7 @@ import yaml
 
 from apimsync.emulators.apim import MANAGED_IDENTITY_APP_ID, ApimEmulator, Throttle
 from apimsync.emulators.databricks import DEFAULT_FIXTURES, DatabricksEmulator
+from apimsync.emulators.latency import Latency, lro_only
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -58,11 +59,12 @@ class Sandbox:
     def __init__(self, *, fixtures: str | Path | None = DEFAULT_FIXTURES, endpoints: int | None = None,
                  databricks_port: int = 0, apim_port: int = 0, gateway_port: int = 0,
                  state_file: str | Path | None = None, throttle: Throttle | None = None, time_scale: float = 1.0,
-                 lro_seconds: float = 0.05, seed: int = 0, workspaces: int = 1) -> None:
+                 latency: Latency | None = None, seed: int = 0, workspaces: int = 1) -> None:
+        latency = latency or lro_only(0.05)
         self.workspaces = [
             DatabricksEmulator(fixtures, endpoints=endpoints, port=databricks_port if i == 0 else 0, seed=seed,
                                token="dapi-emulator-token" if i == 0 else f"dapi-emulator-token-{i + 1}",
-                               workspace_id=str(1234567890123456 + i))
+                               workspace_id=str(1234567890123456 + i), latency=latency, time_scale=time_scale)
             for i in range(workspaces)]
         self.databricks = self.workspaces[0]
         for i, workspace in enumerate(self.workspaces):
@@ -72,7 +74,7 @@ class Sandbox:
             workspace.identities.entra_apps.add(MANAGED_IDENTITY_APP_ID)
             workspace.identities.service_principals[DEMO_SP_ID] = DEMO_SP_SECRET
         self.apim = ApimEmulator(port=apim_port, gateway_port=gateway_port, state_file=state_file, throttle=throttle,
-                                 time_scale=time_scale, lro_seconds=lro_seconds, seed=seed)
+                                 time_scale=time_scale, latency=latency, seed=seed)
         self._profiles: Path | None = None
 
     def start(self) -> Sandbox:
@@ -123,7 +125,9 @@ class Sandbox:
             "apim": {
                 "subscription_id": self.apim.SUBSCRIPTION, "resource_group": self.apim.RESOURCE_GROUP,
                 "service": self.apim.SERVICE, "base_url": self.apim.url,
-                "ca_bundle": str(ca_file or self.apim.ca_file), "credential": "emulator", "polling_interval": 0.05,
+                "ca_bundle": str(ca_file or self.apim.ca_file), "credential": "emulator",
+                # polls twice in an import's time: a fast sandbox answers at once, a realistic one in seconds
+                "polling_interval": round(max(0.05, self.apim.latency.api_import / 2) / self.apim.time_scale, 4),
             },
             "policy": {"named_value": {"env": DEMO_TOKEN_ENV},
                        "oauth": {"client_id": {"value": DEMO_SP_ID}, "client_secret": {"env": DEMO_SP_SECRET_ENV}}},

@@ -20,6 +20,7 @@ from azure.mgmt.apimanagement.models import (
 
 from apimsync.emulators._server import FaultRule
 from apimsync.emulators.apim import ApimEmulator, Throttle
+from apimsync.emulators.latency import lro_only
 from apimsync.target import location_poller
 
 CONTRACTS = Path(__file__).resolve().parents[1] / "data"  # copied from shared/contracts/apim-2024-05-01/examples
@@ -39,7 +40,7 @@ def poll() -> object:
 
 @pytest.fixture
 def emu() -> Iterator[ApimEmulator]:
-    with ApimEmulator(lro_seconds=0.05) as emulator:
+    with ApimEmulator(latency=lro_only(0.05)) as emulator:
         yield emulator
 
 
@@ -129,7 +130,7 @@ def test_path_is_unique_in_the_service(emu: ApimEmulator) -> None:
 
 
 def test_write_during_a_running_operation_is_a_conflict() -> None:
-    with ApimEmulator(lro_seconds=1.0) as emu:
+    with ApimEmulator(latency=lro_only(1.0)) as emu:
         c, rg, svc = emu.client(), emu.RESOURCE_GROUP, emu.SERVICE
         c.api.begin_create_or_update(rg, svc, "echo", body(), polling=False)
         create_again = raw(emu, "PUT", "apis/echo", {"properties": {"path": "echo"}})
@@ -234,7 +235,7 @@ def test_limits_azure_enforces(emu: ApimEmulator) -> None:
 
 
 def test_throttling_headers_and_sdk_retry() -> None:
-    with ApimEmulator(lro_seconds=0.0, throttle=Throttle(enabled=True, writes=(2, 5)), time_scale=1) as emu:
+    with ApimEmulator(latency=lro_only(0.0), throttle=Throttle(enabled=True, writes=(2, 5)), time_scale=1) as emu:
         statuses = [raw(emu, "PUT", f"tags/t{i}", {"properties": {"displayName": "t"}}) for i in range(4)]
         assert [r.status_code for r in statuses][:2] == [201, 201]
         throttled = [r for r in statuses if r.status_code == 429]
@@ -279,7 +280,7 @@ def test_bearer_token_required(emu: ApimEmulator) -> None:
 
 def test_state_survives_a_restart(tmp_path: Path) -> None:
     state = tmp_path / "apim.json"
-    with ApimEmulator(state_file=state, lro_seconds=0.02) as emu:
+    with ApimEmulator(state_file=state, latency=lro_only(0.02)) as emu:
         create(emu, service_url="https://kept.example.com")
     with ApimEmulator(state_file=state) as again:
         assert again.client().api.get(again.RESOURCE_GROUP, again.SERVICE, "echo").service_url == \

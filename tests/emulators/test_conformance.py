@@ -27,6 +27,7 @@ import pytest
 import requests
 
 from apimsync.emulators.apim import ApimEmulator
+from apimsync.emulators.latency import lro_only
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 FREE_FORM = ("tags",)  # keys of the user's own choosing: only their type is contract
@@ -238,7 +239,7 @@ def _request(name: str, example: dict[str, Any]) -> tuple[str, str, Any, dict[st
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[ApimEmulator]:
-    with ApimEmulator(lro_seconds=0.01) as emu:
+    with ApimEmulator(latency=lro_only(0.01)) as emu:
         yield emu
 
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from apimsync.config import load_settings
+from apimsync.emulators.latency import lro_only
 from apimsync.emulators.sandbox import Sandbox
 from apimsync.errors import ConfigError
 
@@ -107,7 +108,7 @@ def test_env_prod_plans_and_syncs_against_the_prod_service(sandbox: Sandbox, tmp
     """Two emulated APIM services (dev is the sandbox's, prod a second one): --env prod writes only to prod."""
     from apimsync.emulators.apim import ApimEmulator
 
-    with ApimEmulator(lro_seconds=0.05) as prod_apim:
+    with ApimEmulator(latency=lro_only(0.05)) as prod_apim:
         config = sandbox.config()
         config["environments"] = {"prod": {"apim": {"base_url": prod_apim.url, "ca_bundle": str(prod_apim.ca_file)}}}
         path = tmp_path / "apimsync.yaml"

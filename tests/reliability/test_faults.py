@@ -148,7 +148,8 @@ def test_databricks_plain_text_error_fails_that_endpoint_only(sandbox: Sandbox) 
     spec["info"]["description"] = "changed"
     item, _ = sandbox.databricks.endpoint_and_spec("openai-chat")
     assert item is not None
-    item["config"]["config_version"] = 2  # a new deployment: the spec is fetched again (and fails)
+    item["config"]["config_version"] = 2  # a new deployment (another external model): the spec is fetched again
+    item["config"]["served_entities"][0]["external_model"]["name"] = "gpt-4o-next"
     sandbox.databricks.put_endpoint(item, spec)
     sandbox.databricks.faults.add(FaultRule(path="openai-chat/openapi$", status=503, body="upstream proxy error",
                                             count=None))

@@ -16,6 +16,7 @@ import yaml
 from azure.mgmt.apimanagement.models import NamedValueCreateContract
 
 from apimsync.emulators._server import FaultRule
+from apimsync.emulators.latency import lro_only
 from apimsync.emulators.sandbox import DEMO_SP_SECRET, DEMO_SP_SECRET_ENV, DEMO_TOKEN_ENV, Sandbox
 from apimsync.errors import LockError
 from apimsync.target import ApimTarget, location_poller
@@ -247,7 +248,7 @@ def test_load_2000_endpoints_under_throttling_and_5xx() -> None:
     from apimsync.emulators.apim import Throttle
 
     throttle = Throttle(enabled=True)
-    with Sandbox(fixtures=None, endpoints=2000, throttle=throttle, time_scale=50, lro_seconds=0.5) as box:
+    with Sandbox(fixtures=None, endpoints=2000, throttle=throttle, time_scale=50, latency=lro_only(0.5)) as box:
         box.apim.faults.configure(fault_rate=0.01)
         settings = box.settings(concurrency=16)
         report = box.engine(settings).sync()

@@ -11,6 +11,7 @@ from typing import Any
 
 from apimsync.emulators._server import Faults, Request, Response
 from apimsync.emulators.apim.state import State
+from apimsync.emulators.latency import Latency
 
 API_VERSION = "2024-05-01"
 API_ID = re.compile(r"^[^*#&+:<>?]+$")
@@ -71,7 +72,7 @@ class Service:
 
     base_path: str
     url: str
-    lro_seconds: float
+    latency: Latency
     time_scale: float
     faults: Faults
     _lock: threading.RLock

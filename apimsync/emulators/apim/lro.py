@@ -40,14 +40,15 @@ class LongRunning(Service):
         fail = lro_fail or self.faults.roll_lro_failure()
         location = (f"{self.url}{self.base_path}/{resource}?api-version={API_VERSION}&asyncId={op_id}"
                     f"&asyncCode={async_code}")
-        due = time.monotonic() + self.lro_seconds / self.time_scale
+        seconds = self.latency.lro(resource)
+        due = time.monotonic() + seconds / self.time_scale
         self._operations[op_id] = Operation(op_id, location, async_code, due, finish, fail, api_key=api_key)
         headers = {"Location": location,
                    "Azure-AsyncOperation": f"{self.url}{self.base_path}/tenant/operationResults/{op_id}"
                                            f"?api-version={API_VERSION}"}
         if etag:
             headers["ETag"] = etag
-        if self.lro_seconds <= 0:
+        if seconds <= 0:
             self._advance()
         return Response.json(status, body, headers) if body is not None else Response(status, b"", headers)
 

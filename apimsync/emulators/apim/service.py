@@ -41,6 +41,7 @@ from apimsync.emulators.apim.odata import filter_items
 from apimsync.emulators.apim.policies import Policies
 from apimsync.emulators.apim.state import MASTER, State
 from apimsync.emulators.gateway import Gateway, GatewayApi
+from apimsync.emulators.latency import Latency, wait
 from apimsync.emulators.throttle import TokenBucket
 from apimsync.emulators.tls import LocalCA
 
@@ -53,10 +54,10 @@ class ApimEmulator(Apis, LongRunning, Policies, NamedValues, Links):
     SERVICE = "apim-emulator"
 
     def __init__(self, *, port: int = 0, gateway_port: int = 0, state_file: str | Path | None = None,
-                 throttle: Throttle | None = None, time_scale: float = 1.0, lro_seconds: float = 0.2,
+                 throttle: Throttle | None = None, time_scale: float = 1.0, latency: Latency | None = None,
                  seed: int = 0) -> None:
         self.time_scale = time_scale
-        self.lro_seconds = lro_seconds
+        self.latency = latency or Latency()
         self.throttle = throttle or Throttle()
         self.faults = Faults(seed)
         self.state_file = Path(state_file) if state_file else None
@@ -202,6 +203,7 @@ class ApimEmulator(Apis, LongRunning, Policies, NamedValues, Links):
         headers = self._take_token(kind)
         decoded = unquote(path)
         rule = self.faults.apply(request, decoded)
+        wait(self.latency.arm(request.method, decoded), self.time_scale)
         if rule is not None and rule.status:
             with self._lock:
                 self._stats["errors"] += 1
