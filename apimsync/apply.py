@@ -1,4 +1,5 @@
-"""Applying a plan: named values first, then creates and updates with bounded concurrency, deletes last.
+"""Applying a plan, or a plan in the making: named values before the policies that read them, creates and updates
+with bounded concurrency (streamed while the plan is still being made), deletes last.
 
 Each API's own steps run in order (the API and its spec, then its policy, then product and tag links). Updates and
 deletes re-read the API first: it must still carry apimsync's marker as planned, and the write is guarded by its
@@ -9,7 +10,10 @@ stops the others.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from apimsync.errors import ApimsyncError, TargetError
@@ -36,45 +40,121 @@ class Outcome:
                 "seconds": round(self.seconds, 3), "error": self.error, "writes": list(self.writes)}
 
 
-def apply_plan(plan: Plan, apim: ApimTarget, *, concurrency: int = 8, update_strategy: str = "in-place",
-               progress: Progress | None = None) -> tuple[list[Outcome], list[Outcome]]:
-    """Carry out a plan. Returns (named value outcomes, API outcomes)."""
-    nv_outcomes = [_apply_named_value(apim, nv) for nv in plan.named_values if nv.action is not Action.NOOP]
-    if any(not o.ok for o in nv_outcomes):
-        # the policies reference the named value: without it APIM rejects every policy write
-        blocked = [Outcome(c.api_id, c.action, False, 0.0, "not attempted: the named value could not be written")
-                   for c in plan.changes if c.action is not Action.NOOP]
-        return nv_outcomes, blocked
+class Applier:
+    """Applies changes on a pool of ``concurrency`` threads, as they come (:meth:`submit`, while the rest of the
+    plan is still being made) or all at once (:meth:`finish`, with the plan).
 
-    todo = [c for c in plan.changes if c.action is not Action.NOOP]
-    wanted_paths = {c.desired.settings.path for c in todo if c.desired is not None}
-    deletes = [c for c in todo if c.action is Action.DELETE]
-    deletes_first = [c for c in deletes if c.actual and c.actual.settings.path in wanted_paths]
-    deletes_last = [c for c in deletes if c not in deletes_first]
-    upserts = [c for c in todo if c.action in (Action.CREATE, Action.UPDATE)]
+    Before an API's first write, the named values its policy reads are written (each once; an API whose named
+    value could not be written is not attempted), and before the run's first write ``before_first_write`` runs
+    (taking the lock). Deletes are never streamed: they wait for the complete plan in :meth:`finish`. ARM's
+    throttle gate (:mod:`apimsync.pacing`), not the pool, sets the pace: a pool larger than ARM's write rate times
+    an API's time in flight lets the bucket be the limit."""
 
-    tags = sorted({w.target for c in upserts for w in c.writes if w.kind == "tag"})
-    for tag in tags:
+    def __init__(self, apim: ApimTarget, *, concurrency: int = 8, update_strategy: str = "in-place",
+                 progress: Progress | None = None, before_first_write: Callable[[], object] | None = None) -> None:
+        self.apim = apim
+        self.concurrency = max(1, concurrency)
+        self.update_strategy = update_strategy
+        self.progress = progress
+        self._before = before_first_write
+        self._lock = threading.Lock()
+        self._started = False
+        self._named: dict[str, Outcome] = {}  # name -> the outcome of writing it (NOOPs are not written)
+        self._named_lock = threading.Lock()
+        self._tags: set[str] = set()
+        self._pool: ThreadPoolExecutor | None = None
+        self._streamed: dict[str, Future[Outcome]] = {}
+        self.error: Exception | None = None  # what kept the first write from happening (the lock)
+
+    def submit(self, change: Change, named_values: Iterable[NamedValueChange]) -> None:
+        """Start a create or update now (in the pool); its outcome is collected by :meth:`finish`."""
+        assert change.action in (Action.CREATE, Action.UPDATE), "only creates and updates are streamed"
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="apply")
+            self._streamed[change.api_id] = self._pool.submit(self._apply, change, tuple(named_values))
+
+    def finish(self, plan: Plan) -> tuple[list[Outcome], list[Outcome]]:
+        """Apply what of ``plan`` was not streamed (creates and updates, then deletes: a delete that frees a path
+        another API wants first), wait for everything, and return (named value outcomes, API outcomes)."""
         try:
-            apim.ensure_tag(tag)
-        except TargetError as exc:
-            log.warning("%s", exc)
+            by_name = {nv.name: nv for nv in plan.named_values}
+            todo = [c for c in plan.changes if c.action is not Action.NOOP and c.api_id not in self._streamed]
+            wanted_paths = {c.desired.settings.path for c in plan.changes if c.desired is not None
+                            and c.action in (Action.CREATE, Action.UPDATE)}
+            deletes = [c for c in todo if c.action is Action.DELETE]
+            deletes_first = [c for c in deletes if c.actual and c.actual.settings.path in wanted_paths]
+            deletes_last = [c for c in deletes if c not in deletes_first]
+            upserts = [c for c in todo if c.action in (Action.CREATE, Action.UPDATE)]
+            outcomes = [future.result() for future in self._streamed.values()]
+            total = len(self._streamed) + len(todo)
 
-    total = len(todo)
-    outcomes: list[Outcome] = []
+            def counted(phase: str, done: int, _total: int) -> None:
+                if self.progress:
+                    self.progress(phase, len(outcomes) + done, total)
 
-    def counted(phase: str, done: int, _total: int) -> None:
-        if progress:
-            progress(phase, len(outcomes) + done, total)
-
-    for changes in (deletes_first, upserts, deletes_last):  # each wave completes before the next starts
-        for _change, outcome in gather(changes, lambda c: _apply_change(apim, c, update_strategy), concurrency,
-                                       counted, "apply"):
-            assert isinstance(outcome, Outcome)  # _apply_change turns every error into a failed Outcome
+            for changes in (deletes_first, upserts, deletes_last):  # each wave completes before the next starts
+                for _change, outcome in gather(changes, lambda c: self._apply(c, _needs(c, by_name)),
+                                               self.concurrency, counted, "apply"):
+                    assert isinstance(outcome, Outcome)  # _apply turns every error into a failed Outcome
+                    outcomes.append(outcome)
+            for nv in plan.named_values:  # a named value no API needed this run (a rotated token) is written too
+                if nv.action is not Action.NOOP and self.error is None:
+                    self._named_value(nv)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+        for outcome in outcomes:
             level = logging.INFO if outcome.ok else logging.WARNING
             log.log(level, "%s %s: %s", outcome.action.value, outcome.api_id, "ok" if outcome.ok else outcome.error)
-            outcomes.append(outcome)
-    return nv_outcomes, outcomes
+        return sorted(self._named.values(), key=lambda o: o.api_id), outcomes
+
+    def _first_write(self) -> None:
+        with self._lock:
+            if self.error is not None:
+                raise self.error
+            if not self._started:
+                try:
+                    if self._before is not None:
+                        self._before()
+                except Exception as exc:  # the lock: nothing is written, the engine raises it after finish
+                    self.error = exc
+                    raise
+                self._started = True
+
+    def _named_value(self, nv: NamedValueChange) -> Outcome:
+        with self._named_lock:  # each once; an API waits for the one its policy reads
+            if nv.name not in self._named:
+                self._first_write()
+                self._named[nv.name] = _apply_named_value(self.apim, nv)
+            return self._named[nv.name]
+
+    def _apply(self, change: Change, named_values: tuple[NamedValueChange, ...]) -> Outcome:
+        try:
+            self._first_write()
+        except Exception as exc:  # the lock (the engine re-raises it): nothing of this change was written
+            return Outcome(change.api_id, change.action, False, 0.0, f"not attempted: {exc}")
+        for nv in named_values:
+            if nv.action is not Action.NOOP and not self._named_value(nv).ok:
+                return Outcome(change.api_id, change.action, False, 0.0,
+                               f"not attempted: named value {nv.name} could not be written")
+        with self._named_lock:  # a tag exists before any API links to it (few tags: one at a time is fine)
+            for tag in sorted({w.target for w in change.writes if w.kind == "tag"} - self._tags):
+                try:
+                    self.apim.ensure_tag(tag)
+                    self._tags.add(tag)
+                except TargetError as exc:
+                    log.warning("%s", exc)
+        return _apply_change(self.apim, change, self.update_strategy)
+
+
+def _needs(change: Change, named_values: Mapping[str, NamedValueChange]) -> tuple[NamedValueChange, ...]:
+    """The named values a change's policy write reads (of those apimsync keeps)."""
+    from apimsync.policy import named_value_refs
+
+    if change.desired is None or POLICY not in change.writes:
+        return ()
+    return tuple(named_values[r] for r in sorted(named_value_refs(change.desired.policy_xml)) if r in named_values)
 
 
 def _apply_named_value(apim: ApimTarget, nv: NamedValueChange) -> Outcome:

@@ -176,7 +176,10 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     apis: ApiSettings = field(default_factory=ApiSettings)
     prune: Prune = field(default_factory=Prune)
-    concurrency: int = 8
+    concurrency: int = 8  # Databricks fetches and APIM reads at once
+    # APIs written at once: an import runs for seconds, so ARM's write bucket (10/s) needs ~50 in flight to be the
+    # limit; the throttle gate paces them to the bucket
+    apply_concurrency: int = 64
     update_strategy: str = "in-place"
     lock_ttl_seconds: int = 900
     origin: str = "<settings>"
@@ -371,6 +374,8 @@ def _check(s: Settings) -> None:
             raise ConfigError(f"{o}: policy.llm.metrics_namespace: letters, digits, '-', '.', '_' only")
     if not 1 <= s.concurrency <= 64:
         raise ConfigError(f"{o}: concurrency: expected 1 to 64, got {s.concurrency}")
+    if not 1 <= s.apply_concurrency <= 256:
+        raise ConfigError(f"{o}: apply_concurrency: expected 1 to 256, got {s.apply_concurrency}")
     if s.update_strategy not in ("in-place", "revision"):
         raise ConfigError(f"{o}: update_strategy: expected 'in-place' or 'revision', got '{s.update_strategy}'")
     if not 0 <= s.prune.max_delete_fraction <= 1:

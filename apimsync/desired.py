@@ -41,6 +41,17 @@ def api_id_for(ep: Endpoint, settings: Settings) -> str | None:
         return None
 
 
+def names_for(ep: Endpoint, settings: Settings) -> tuple[str, str] | None:
+    """(api id, lower-case path) the naming gives an endpoint, before anything is fetched (None when the templates
+    cannot make them): what two endpoints must not share."""
+    try:
+        names = {"endpoint": ep.name, "workspace": ep.workspace}
+        return (sanitize_api_id(render_name(settings.naming.api_id, **names)),
+                sanitize_path(render_name(settings.naming.path, **names)).lower())
+    except ApimsyncError:
+        return None
+
+
 def source_fingerprint(ep: Endpoint, config: str) -> str:
     """What determines an endpoint's published spec, from fields the endpoint list already reports: its served
     models (names, models, versions), id (a re-created endpoint has a new one), task and kind, its tags (pipeline

@@ -9,28 +9,23 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from apimsync.apply import apply_plan
+from apimsync.apply import Applier
 from apimsync.config import Settings
-from apimsync.desired import (
-    api_id_for,
-    build,
-    drop_collisions,
-    kept_named_values,
-    named_value_change,
-    source_fingerprint,
-)
+from apimsync.desired import api_id_for, build, drop_collisions, names_for, source_fingerprint
 from apimsync.errors import ApimsyncError, ConfigError, PolicyError, UnsafePlanError
 from apimsync.model import ActualApi, DesiredApi, Marker, short_hash
+from apimsync.named_values import NamedValues
 from apimsync.parallel import Progress, gather, split
-from apimsync.planner import Action, Failure, NamedValueChange, Plan, Skip, make_plan
+from apimsync.planner import Action, Change, Failure, Plan, Skip, make_plan
 from apimsync.report import Report
-from apimsync.source import DatabricksSource, Endpoint, Fetched, Invalid, name_selected, select
+from apimsync.source import DatabricksSource, Endpoint, Invalid, name_selected, select
 from apimsync.target import ApimTarget
 
 if TYPE_CHECKING:
@@ -59,7 +54,7 @@ class Engine:
     @cached_property
     def apim(self) -> ApimTarget:
         return ApimTarget(self.settings.apim, credential=self._credential, client=self._apim_client,
-                    concurrency=self.settings.concurrency)
+                          concurrency=max(self.settings.concurrency, self.settings.apply_concurrency))
 
     @cached_property
     def sources(self) -> list[DatabricksSource]:
@@ -97,9 +92,15 @@ class Engine:
              refresh: bool = False) -> Plan:
         """Read both sides and decide. ``only`` limits the plan to one endpoint (import) and never prunes.
 
-        A spec is fetched only when what determines it changed (the endpoint's served models and config version,
-        the configuration, the pipeline, the templates: the source fingerprint in each API's marker), or with
-        ``refresh``, which a periodic run should set now and then for changes Databricks makes behind them."""
+        A spec is fetched only when what determines it changed (the endpoint's served models, the configuration,
+        the pipeline: the source fingerprint in each API's marker), or with ``refresh``, which a periodic run
+        should set now and then for changes Databricks makes behind them."""
+        return self._plan(prune=prune, force=force, only=only, refresh=refresh)
+
+    def _plan(self, *, prune: bool | None = None, force: bool = False, only: str | None = None,
+              refresh: bool = False, applier: Applier | None = None) -> Plan:
+        """The plan; with ``applier``, each create or update whose decision needs no other endpoint is handed to
+        it as soon as it is decided (see :meth:`_streamable`), while other specs are still being fetched."""
         s = self.settings
         _ = self.pipeline  # a bad pipeline or policy file stops the run before any I/O
         self._check_templates()
@@ -143,32 +144,76 @@ class Engine:
             return marker if (marker and not refresh and marker.source == source_fingerprint(ep, config)
                               and backend == ep.backend_url) else None
 
+        named = NamedValues(s, self.apim, self._env)
         with ThreadPoolExecutor(max_workers=1) as side:  # one coordinating thread: see apimsync/parallel.py
             reading = side.submit(self._actual, listed_workspaces, apis)
-            fetched = self._fetch_all(chosen, unchanged)
+            streamable = self._streamable(chosen, apis) if applier is not None else None
+
+            def one(ep: Endpoint) -> DesiredApi | Skip | Failure:
+                fetched = by_ws[ep.workspace].fetch(ep, unchanged)
+                built = build(fetched, s, self.pipeline, self.template, source=source_fingerprint(ep, config),
+                              reuse=unchanged(fetched.endpoint) if fetched.reused else None)
+                if isinstance(built, DesiredApi):
+                    built = named.check(built)
+                if applier is not None and streamable is not None and isinstance(built, DesiredApi) \
+                        and streamable(built):
+                    actual = reading.result()
+                    change = self._change(built, actual)
+                    if change.action in (Action.CREATE, Action.UPDATE):
+                        applier.submit(change, named.of(built))
+                return built
+
+            by_ws = {src.workspace.name: src for src in self.sources}
             desired: list[DesiredApi] = []
-            for f in fetched:
-                built = build(f, s, self.pipeline, self.template, source=source_fingerprint(f.endpoint, config),
-                              reuse=unchanged(f.endpoint) if f.reused else None)
+            workers = split(s.concurrency)[0]
+            for ep, built in gather(chosen, one, workers, self._progress, "plan"):
+                if isinstance(built, Exception):
+                    built = Failure(ep.workspace, ep.name, "fetch", f"{type(built).__name__}: {built}")
                 bucket: list[Any] = (desired if isinstance(built, DesiredApi) else
                                      skipped if isinstance(built, Skip) else failures)
                 bucket.append(built)
             desired, collisions = drop_collisions(desired)
             failures += collisions
             actual = reading.result()
-        named_values: list[NamedValueChange] = []
-        if desired:
-            try:
-                named_values = self._named_values(desired)
-            except ApimsyncError as exc:
-                failures += [Failure(d.workspace, d.endpoint, "policy", str(exc), d.api_id) for d in desired]
-                desired = []
-        plan = make_plan(
+        return make_plan(
             self.apim.service_id, desired, actual, workspaces=listed_workspaces, skipped=skipped, failures=failures,
-            named_values=named_values, prune=bool(s.prune.enabled if prune is None else prune) and only is None,
+            named_values=named.used(desired), prune=bool(s.prune.enabled if prune is None else prune) and only is None,
             max_delete_fraction=s.prune.max_delete_fraction, protect=s.prune.protect, force=force,
             empty_workspaces=empty_workspaces, endpoint=only, environment=s.environment or "")
-        return plan
+
+    def _streamable(self, chosen: list[Endpoint], apis: list[ActualApi]) -> Callable[[DesiredApi], bool]:
+        """Which desired APIs can be applied before the plan is complete: those whose decision needs no other
+        endpoint. Not one whose api id or path another endpoint's naming also gives (both fail), nor one whose
+        path an existing API holds (a conflict, or a delete that must come first), nor one whose id an API that
+        is not ours, or another environment's, holds (a conflict): the complete plan decides those."""
+        claims: dict[str, int] = defaultdict(int)
+        for ep in chosen:
+            names = names_for(ep, self.settings)
+            if names is not None:
+                claims["id " + names[0]] += 1
+                claims["path " + names[1]] += 1
+        env = self.settings.environment or ""
+        paths = {a.settings.path.lower(): a.api_id for a in apis}
+        by_id = {a.api_id: a for a in apis}
+
+        def ok(d: DesiredApi) -> bool:
+            path = d.settings.path.lower()
+            if claims["id " + d.api_id] != 1 or claims["path " + path] != 1:
+                return False
+            if paths.get(path, d.api_id) != d.api_id:
+                return False
+            existing = by_id.get(d.api_id)
+            return existing is None or (existing.marker is not None and existing.marker.environment in (env, ""))
+
+        return ok
+
+    def _change(self, d: DesiredApi, actual: list[ActualApi]) -> Change:
+        """One streamable API's change, decided as the complete plan decides it."""
+        existing = [a for a in actual if a.api_id == d.api_id]
+        plan = make_plan(self.apim.service_id, [d], existing, workspaces=(), environment=self.settings.environment
+                         or "")
+        (change,) = (c for c in plan.changes if c.api_id == d.api_id)
+        return change
 
     @cached_property
     def _config_fingerprint(self) -> str:
@@ -178,17 +223,6 @@ class Engine:
         steps = [(step.name, step.params, step.when) for step in self.pipeline.steps]
         routes = (s.apis.served_model_routes, s.apis.openai_routes)
         return short_hash(json.dumps([steps, repr(s.naming), routes], default=str))
-
-    def _fetch_all(self, endpoints: list[Endpoint],
-                   unchanged: Callable[[Endpoint], object] | None = None) -> list[Fetched]:
-        by_ws = {src.workspace.name: src for src in self.sources}
-        workers = split(self.settings.concurrency)[0]
-        results = []
-        for ep, fetched in gather(endpoints, lambda ep: by_ws[ep.workspace].fetch(ep, unchanged), workers,
-                                  self._progress, "fetch"):
-            results.append(Fetched(ep, error=f"fetching: {type(fetched).__name__}: {fetched}")
-                           if isinstance(fetched, Exception) else fetched)
-        return results
 
     def _actual(self, workspaces: list[str], apis: list[ActualApi]) -> list[ActualApi]:
         """Every API in the service (``apis``, listed); owned ones (from these workspaces) with policy and links."""
@@ -210,24 +244,6 @@ class Engine:
                             tags=frozenset(t for t, ids in tag_links.items() if a.api_id in ids))
             out.append(a)
         return out
-
-    def _named_values(self, desired: list[DesiredApi]) -> list[NamedValueChange]:
-        """The named values the policies read: those apimsync keeps are planned (their sources read now, their
-        state in APIM read once); any other must already exist in APIM."""
-        from apimsync.policy import named_value_refs
-        from apimsync.secrets import resolve_named_value
-
-        kept = kept_named_values(desired, self.settings)
-        refs = set().union(*(named_value_refs(d.policy_xml) for d in desired))
-        for ref in sorted(refs - set(kept)):
-            if self.apim.get_named_value(ref) is None:
-                raise ConfigError(f"the policy references named value '{ref}', which does not exist in APIM")
-        changes = []
-        for name in sorted(refs & set(kept)):
-            source, key = kept[name]
-            want = resolve_named_value(source, env=self._env, key=key)
-            changes.append(named_value_change(want, self.apim.get_named_value(name), source))
-        return changes
 
     # -- verify ----------------------------------------------------------------------------------
 
@@ -260,21 +276,32 @@ class Engine:
 
     # -- apply -----------------------------------------------------------------------------------
 
-    def apply(self, plan: Plan, *, force_lock: bool = False) -> Report:
-        """Apply a plan under the service-wide lock (taken only when there is something to write)."""
+    def apply(self, plan: Plan, *, force_lock: bool = False, applier: Applier | None = None) -> Report:
+        """Apply a plan (what of it ``applier`` has not already started) under the service-wide lock, taken
+        before the first write, so a run with nothing to write takes no lock."""
         started = time.monotonic()
         report = Report(plan)
-        if plan.has_changes:
-            owner = self.apim.lock.acquire(self.lock_name, self.settings.lock_ttl_seconds, force=force_lock)
-            try:
-                report.named_values, report.outcomes = apply_plan(
-                    plan, self.apim, concurrency=self.settings.concurrency,
-                    update_strategy=self.settings.update_strategy, progress=self._progress)
-            finally:
-                self.apim.lock.release(self.lock_name, owner)
+        applier = applier or self._applier(force_lock)
+        try:
+            report.named_values, report.outcomes = applier.finish(plan)
+        finally:
+            ticket = self.__dict__.pop("_ticket", None)
+            if ticket is not None:
+                self.apim.lock.release(self.lock_name, ticket)
+        if applier.error is not None:
+            raise applier.error
         report.seconds = time.monotonic() - started
         report.calls = self.apim.calls
         return report
+
+    def _applier(self, force_lock: bool) -> Applier:
+        def take_lock() -> None:
+            self.__dict__["_ticket"] = self.apim.lock.acquire(self.lock_name, self.settings.lock_ttl_seconds,
+                                                              force=force_lock)
+
+        return Applier(self.apim, concurrency=self.settings.apply_concurrency,
+                       update_strategy=self.settings.update_strategy, progress=self._progress,
+                       before_first_write=take_lock)
 
     @property
     def lock_name(self) -> str:
@@ -287,7 +314,14 @@ class Engine:
         """Plan and apply. ``reviewed``: the checksum of a plan someone reviewed (``plan --out``); the sync plans
         again and applies only when it gets that same plan, else raises UnsafePlanError and writes nothing."""
         started = time.monotonic()
-        plan = self.plan(prune=prune, force=force, only=only, refresh=refresh)
+        # creates and updates start while the plan is made, unless someone must see the whole plan first
+        applier = None if dry_run or reviewed is not None else self._applier(force_lock)
+        try:
+            plan = self._plan(prune=prune, force=force, only=only, refresh=refresh, applier=applier)
+        except BaseException:
+            if applier is not None:  # what was started finishes, and the lock is released
+                self.apply(Plan(self.apim.service_id), applier=applier)
+            raise
         if reviewed is not None and plan.checksum != reviewed:
             raise UnsafePlanError("the reviewed plan no longer matches what a sync would do now (Databricks, APIM, "
                                   "the configuration or a token changed since); nothing was written: run apimsync "
@@ -295,6 +329,6 @@ class Engine:
         if dry_run:
             report = Report(plan, dry_run=True, calls=self.apim.calls)
         else:
-            report = self.apply(plan, force_lock=force_lock)
+            report = self.apply(plan, force_lock=force_lock, applier=applier)
         report.seconds = time.monotonic() - started
         return report
