@@ -65,6 +65,7 @@ class Applier:
         self._pool: ThreadPoolExecutor | None = None
         self._streamed: dict[str, Future[Outcome]] = {}
         self.error: Exception | None = None  # what kept the first write from happening (the lock)
+        self._done = self._total = 0  # changes applied, changes known (streamed ones are known as they come)
 
     def submit(self, change: Change, named_values: Iterable[NamedValueChange]) -> None:
         """Start a create or update now (in the pool); its outcome is collected by :meth:`finish`."""
@@ -72,7 +73,10 @@ class Applier:
         with self._lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="apply")
-            self._streamed[change.api_id] = self._pool.submit(self._apply, change, tuple(named_values))
+            future = self._pool.submit(self._apply, change, tuple(named_values))
+            self._streamed[change.api_id] = future
+            self._total += 1
+        future.add_done_callback(lambda _f: self._tick())
 
     def finish(self, plan: Plan) -> tuple[list[Outcome], list[Outcome]]:
         """Apply what of ``plan`` was not streamed (creates and updates, then deletes: a delete that frees a path
@@ -86,16 +90,12 @@ class Applier:
             deletes_first = [c for c in deletes if c.actual and c.actual.settings.path in wanted_paths]
             deletes_last = [c for c in deletes if c not in deletes_first]
             upserts = [c for c in todo if c.action in (Action.CREATE, Action.UPDATE)]
+            with self._lock:
+                self._total += len(todo)
             outcomes = [future.result() for future in self._streamed.values()]
-            total = len(self._streamed) + len(todo)
-
-            def counted(phase: str, done: int, _total: int) -> None:
-                if self.progress:
-                    self.progress(phase, len(outcomes) + done, total)
-
             for changes in (deletes_first, upserts, deletes_last):  # each wave completes before the next starts
                 for _change, outcome in gather(changes, lambda c: self._apply(c, _needs(c, by_name)),
-                                               self.concurrency, counted, "apply"):
+                                               self.concurrency, lambda *_: self._tick()):
                     assert isinstance(outcome, Outcome)  # _apply turns every error into a failed Outcome
                     outcomes.append(outcome)
             for nv in plan.named_values:  # a named value no API needed this run (a rotated token) is written too
@@ -108,6 +108,14 @@ class Applier:
             level = logging.INFO if outcome.ok else logging.WARNING
             log.log(level, "%s %s: %s", outcome.action.value, outcome.api_id, "ok" if outcome.ok else outcome.error)
         return sorted(self._named.values(), key=lambda o: o.api_id), outcomes
+
+    def _tick(self) -> None:
+        """One more change applied: ``progress("apply", done, known so far)``."""
+        with self._lock:
+            self._done += 1
+            done, total = self._done, self._total
+        if self.progress:
+            self.progress("apply", done, total)
 
     def _first_write(self) -> None:
         with self._lock:

@@ -8,11 +8,14 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from apimsync.__about__ import __version__
+
+if TYPE_CHECKING:
+    from apimsync.progress import Bars
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -99,18 +102,24 @@ def _engine(ctx: click.Context, config: str | None, overrides: dict[str, Any]) -
         from dataclasses import replace
 
         settings = replace(settings, workspaces=(replace(settings.workspaces[0], profile=profile),))
-    return Engine(settings, progress=_progress_printer())
+    bars = _progress_bars()
+    engine = Engine(settings, progress=bars)
+    if bars is not None:
+        bars.bucket_eta = engine.apim.write_eta
+    return engine
 
 
-def _progress_printer() -> Callable[[str, int, int], None] | None:
-    """A one-line counter per phase on stderr, only when stdout is a terminal (never in notebooks, CI, pipes)."""
-    if not sys.stdout.isatty() or os.environ.get("CI") or "DATABRICKS_RUNTIME_VERSION" in os.environ:
+def _progress_bars() -> Bars | None:
+    """Progress bars on stderr, only when it is a terminal (never in notebooks, CI, pipes)."""
+    if not sys.stderr.isatty() or os.environ.get("CI") or "DATABRICKS_RUNTIME_VERSION" in os.environ:
         return None
+    import atexit
 
-    def show(phase: str, done: int, total: int) -> None:
-        click.echo(f"\r{phase}: {done}/{total}", err=True, nl=done >= total)
+    from apimsync.progress import Bars
 
-    return show
+    bars = Bars()
+    atexit.register(bars.close)
+    return bars
 
 
 def _emit(obj: Any, fmt: str) -> None:
@@ -377,7 +386,7 @@ def demo(ctx: click.Context, output: str | None) -> None:
 
     fmt = _output_format(ctx, output)
     with Sandbox() as box:
-        engine = box.engine(progress=_progress_printer())
+        engine = box.engine(progress=_progress_bars())
         first = engine.sync()
         call = box.sample_call()
         checked = box.engine().verify()

@@ -105,7 +105,7 @@ def _desired(ep: Endpoint, spec: dict[str, Any] | None, s: Settings, pipeline: P
                                served_model_routes=s.apis.served_model_routes and not ep.route_optimized,
                                task=ep.task if s.apis.openai_routes else None)
         if spec is not None:
-            out = pipeline.run(spec, ctx)
+            out = pipeline.run(spec, ctx, owned=True)  # fetched for this build alone
             # APIM takes info.title/description from an imported spec (and refuses to change them on a new
             # revision): the spec says what the API's settings say, so an import never creates a drift
             out["info"] = {**(out.get("info") or {}), "title": view.display_name, "description": view.description}

@@ -75,6 +75,17 @@ def gate_policy(reserve: int = 8, pacing: bool = True) -> Any:
                 self._observe(kind, headers.get(f"x-ms-ratelimit-remaining-subscription-{kind}"))
             return response
 
+        def seconds_for(self, kind: str, calls: int) -> float | None:
+            """How long the bucket needs to grant ``calls`` more, from the last count ARM reported (None: no
+            count, an unthrottled service or none seen yet)."""
+            with self._lock:
+                known = self._remaining.get(kind)
+                if known is None:
+                    return None
+                count, since = known
+                left = count + (time.monotonic() - since) * self._rate[kind]
+                return max(0.0, calls - left) / self._rate[kind]
+
         def _pace(self, kind: str) -> None:
             with self._lock:
                 known = self._remaining.get(kind)

@@ -88,6 +88,11 @@ class ApimTarget:
     def calls(self) -> dict[str, int]:
         return dict(self._gate.calls)
 
+    def write_eta(self, writes: int) -> float | None:
+        """Seconds ARM's write bucket needs for ``writes`` more writes, when ARM reports its counts."""
+        seconds = self._gate.seconds_for("writes", writes)
+        return None if seconds is None else float(seconds)
+
     @cached_property
     def client(self) -> ApiManagementClient:
         import requests

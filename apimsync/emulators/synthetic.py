@@ -209,12 +209,17 @@ def synthetic_endpoints(n: int, seed: int = 0, host: str = FAKE_WORKSPACE_HOST) 
     return items, specs
 
 
-def big_spec(paths: int = 1500, seed: int = 0) -> dict[str, Any]:
-    """One Databricks-shaped 3.1 spec with ``paths`` served-entity paths (about 1 KB each)."""
+def big_spec(paths: int = 1500, seed: int = 0, *, every_variant: bool = False) -> dict[str, Any]:
+    """One Databricks-shaped 3.1 spec with ``paths`` served-entity paths (about 1 KB each); ``every_variant``:
+    wider signatures offered in every request variant (dataframe_split, dataframe_records, instances, inputs),
+    about 4 KB each."""
     rng = random.Random(seed)
     entities: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     for i in range(paths):
-        cols = [(f"c{j}", dict(rng.choice(_COLUMN_TYPES))) for j in range(rng.randint(1, 4))]
-        entities[f"model_{i:05d}-1"] = (column_request(cols, {"alpha": {"type": "number", "default": "0.1"}}),
-                                        PREDICTIONS)
+        width = rng.randint(8, 14) if every_variant else rng.randint(1, 4)
+        cols = [(f"c{j}", dict(rng.choice(_COLUMN_TYPES))) for j in range(width)]
+        request = column_request(cols, {"alpha": {"type": "number", "default": "0.1"}})
+        if every_variant:
+            request["oneOf"] += tensor_request([-1, width], {"type": "number", "format": "double"})["oneOf"]
+        entities[f"model_{i:05d}-1"] = (request, PREDICTIONS)
     return spec("big-endpoint", entities)

@@ -38,8 +38,10 @@ class Pipeline:
     def __init__(self, steps: list[Step]) -> None:
         self.steps = steps
 
-    def run(self, spec: Mapping[str, Any], ctx: TransformContext) -> dict[str, Any]:
-        doc: dict[str, Any] = marshal.loads(marshal.dumps(dict(spec)))  # a fast structural copy: the input stays as is
+    def run(self, spec: Mapping[str, Any], ctx: TransformContext, *, owned: bool = False) -> dict[str, Any]:
+        """The transformed document. The input stays as it is (a fast structural copy is transformed), unless the
+        caller hands it over (``owned``: a spec just loaded, used for nothing else)."""
+        doc: dict[str, Any] = dict(spec) if owned else marshal.loads(marshal.dumps(dict(spec)))
         steps = [s for s in self.steps if _applies(s.when, ctx)]
         i = 0
         while i < len(steps):

@@ -258,13 +258,14 @@ class AddInvocationsPath(Step):
             responses = _distinct(_schema((p.get("responses") or {}).get("200")) for p in posts)
             post: dict[str, Any] = {"summary": f"Invoke {ctx.endpoint} (traffic-routed)"}
             if requests:
-                media: dict[str, Any] = {"schema": _any_of(requests)}
+                media: dict[str, Any] = {"schema": _any_of(requests, copy=ctx.served_model_routes)}
                 example = next((m["example"] for m in map(_media, posts) if "example" in m), None)
                 if example is not None and len(requests) == 1:  # an example fits the one schema all entities share
                     media["example"] = example
                 post["requestBody"] = {"content": {"application/json": media}}
             post["responses"] = {"200": {"description": "Successful operation", **(
-                {"content": {"application/json": {"schema": _any_of(responses)}}} if responses else {})}}
+                {"content": {"application/json": {"schema": _any_of(responses, copy=ctx.served_model_routes)}}}
+                if responses else {})}}
             doc["paths"] = paths = {"/invocations": {"post": post}, **paths}
         if not ctx.served_model_routes and "/invocations" in paths:
             for p in entity_paths:
@@ -287,17 +288,21 @@ def _schema(section: Any) -> Any:
 
 
 def _distinct(items: Any) -> list[Any]:
-    out: list[Any] = []
+    """The distinct schemas, in order (by their canonical JSON: one pass, not a comparison with each kept one)."""
+    seen: dict[str, Any] = {}
     for item in items:
-        if item is not None and item not in out:
-            out.append(item)
-    return out
+        if item is not None:
+            seen.setdefault(json.dumps(item, sort_keys=True, default=str), item)
+    return list(seen.values())
 
 
-def _any_of(schemas: list[Any]) -> Any:
-    import copy
+def _any_of(schemas: list[Any], *, copy: bool) -> Any:
+    """One schema, or an anyOf of several; copied when the entity paths they come from stay in the document (no
+    node may appear twice: a later step would rewrite it twice)."""
+    import marshal
 
-    return copy.deepcopy(schemas[0]) if len(schemas) == 1 else {"anyOf": copy.deepcopy(schemas)}
+    out = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
+    return marshal.loads(marshal.dumps(out)) if copy else out
 
 
 # the OpenAI route of each task Databricks serves OpenAI-compatibly (Foundation model REST API reference)

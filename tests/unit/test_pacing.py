@@ -53,3 +53,26 @@ def test_a_comfortable_count_never_waits(sleeps: list[float]) -> None:
     for _ in range(20):
         gate.send(_request())
     assert sleeps == [] and gate.calls["writes"] == 20 and "paced" not in gate.calls
+
+
+def test_the_bucket_eta_comes_from_the_last_count(sleeps: list[float]) -> None:
+    gate = target.gate_policy(reserve=8)
+    assert gate.seconds_for("writes", 100) is None, "no count seen: no estimate"
+    gate.next = Next([{"x-ms-ratelimit-remaining-subscription-writes": "20"}])
+    gate.send(_request())
+    eta = gate.seconds_for("writes", 120)  # 100 tokens missing at the documented 10 per second
+    assert eta is not None and 9.5 < eta <= 10.0
+    assert gate.seconds_for("writes", 10) == 0.0
+
+
+def test_progress_bars_show_the_bucket_eta(capsys: pytest.CaptureFixture[str]) -> None:
+    from apimsync.progress import Bars
+
+    bars = Bars(bucket_eta=lambda writes: writes / 10)
+    bars("plan", 3, 10)
+    bars("apply", 1, 4)  # 3 APIs to go: 6 writes at 10/s
+    bars("apply", 4, 6)  # the apply phase learns its total as the plan is made
+    bars.close()
+    err = capsys.readouterr().err
+    assert "plan" in err and "3/10" in err
+    assert "ARM write bucket: ~1s to go" in err and "4/6" in err
