@@ -44,11 +44,11 @@ class Applier:
     """Applies changes on a pool of ``concurrency`` threads, as they come (:meth:`submit`, while the rest of the
     plan is still being made) or all at once (:meth:`finish`, with the plan).
 
-    Before an API's first write, the named values its policy reads are written (each once; an API whose named
-    value could not be written is not attempted), and before the run's first write ``before_first_write`` runs
-    (taking the lock). Deletes are never streamed: they wait for the complete plan in :meth:`finish`. ARM's
-    throttle gate (:mod:`apimsync.pacing`), not the pool, sets the pace: a pool larger than ARM's write rate times
-    an API's time in flight lets the bucket be the limit."""
+    Before an API's policy is written, the named values it reads are written (each once, while the API's import
+    runs; an API whose named value could not be written gets no policy and fails), and before the run's first
+    write ``before_first_write`` runs (taking the lock). Deletes are never streamed: they wait for the complete
+    plan in :meth:`finish`. ARM's throttle gate (:mod:`apimsync.pacing`), not the pool, sets the pace: a pool
+    larger than ARM's write rate times an API's time in flight lets the bucket be the limit."""
 
     def __init__(self, apim: ApimTarget, *, concurrency: int = 8, update_strategy: str = "in-place",
                  progress: Progress | None = None, before_first_write: Callable[[], object] | None = None) -> None:
@@ -58,6 +58,7 @@ class Applier:
         self.progress = progress
         self._before = before_first_write
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._started = False
         self._named: dict[str, Outcome] = {}  # name -> the outcome of writing it (NOOPs are not written)
         self._named_lock = threading.Lock()
@@ -118,7 +119,7 @@ class Applier:
             self.progress("apply", done, total)
 
     def _first_write(self) -> None:
-        with self._lock:
+        with self._start_lock:  # its own lock: submit and the counters go on while the lock is being taken
             if self.error is not None:
                 raise self.error
             if not self._started:
@@ -142,10 +143,12 @@ class Applier:
             self._first_write()
         except Exception as exc:  # the lock (the engine re-raises it): nothing of this change was written
             return Outcome(change.api_id, change.action, False, 0.0, f"not attempted: {exc}")
-        for nv in named_values:
-            if nv.action is not Action.NOOP and not self._named_value(nv).ok:
-                return Outcome(change.api_id, change.action, False, 0.0,
-                               f"not attempted: named value {nv.name} could not be written")
+
+        def before_policy() -> None:  # the API's import runs meanwhile: a named value is needed by its policy only
+            for nv in named_values:
+                if nv.action is not Action.NOOP and not self._named_value(nv).ok:
+                    raise TargetError(f"policy not written: named value {nv.name} could not be written")
+
         with self._named_lock:  # a tag exists before any API links to it (few tags: one at a time is fine)
             for tag in sorted({w.target for w in change.writes if w.kind == "tag"} - self._tags):
                 try:
@@ -153,7 +156,7 @@ class Applier:
                     self._tags.add(tag)
                 except TargetError as exc:
                     log.warning("%s", exc)
-        return _apply_change(self.apim, change, self.update_strategy)
+        return _apply_change(self.apim, change, self.update_strategy, before_policy)
 
 
 def _needs(change: Change, named_values: Mapping[str, NamedValueChange]) -> tuple[NamedValueChange, ...]:
@@ -174,7 +177,8 @@ def _apply_named_value(apim: ApimTarget, nv: NamedValueChange) -> Outcome:
     return Outcome(f"named value {nv.name}", nv.action, True, time.monotonic() - started, writes=("named-value",))
 
 
-def _apply_change(apim: ApimTarget, change: Change, update_strategy: str) -> Outcome:
+def _apply_change(apim: ApimTarget, change: Change, update_strategy: str,
+                  before_policy: Callable[[], None] = lambda: None) -> Outcome:
     started = time.monotonic()
     done: list[str] = []
     try:
@@ -182,7 +186,7 @@ def _apply_change(apim: ApimTarget, change: Change, update_strategy: str) -> Out
             _delete(apim, change)
             done.append("delete")
         else:
-            _upsert(apim, change, update_strategy, done)
+            _upsert(apim, change, update_strategy, done, before_policy)
     except ApimsyncError as exc:
         return Outcome(change.api_id, change.action, False, time.monotonic() - started, str(exc), tuple(done))
     except Exception as exc:  # a bug or an unexpected SDK error must not stop the other APIs
@@ -211,7 +215,8 @@ def _delete(apim: ApimTarget, change: Change) -> None:
     apim.delete_api(change.api_id, etag)
 
 
-def _upsert(apim: ApimTarget, change: Change, update_strategy: str, done: list[str]) -> None:
+def _upsert(apim: ApimTarget, change: Change, update_strategy: str, done: list[str],
+            before_policy: Callable[[], None]) -> None:
     desired = change.desired
     assert desired is not None
     if change.action is Action.CREATE:
@@ -221,11 +226,12 @@ def _upsert(apim: ApimTarget, change: Change, update_strategy: str, done: list[s
         etag = _recheck(apim, change)
         with_spec = API in change.writes
         if with_spec and update_strategy == "revision" and change.actual is not None:
-            _release_revision(apim, change, done)
+            _release_revision(apim, change, done, before_policy)
         else:
             apim.put_api(desired, with_spec=with_spec, if_match=etag)
             done.append("api" if with_spec else "api-settings")
     if POLICY in change.writes and "policy" not in done:
+        before_policy()
         apim.put_policy(desired.api_id, desired.policy_xml)
         done.append("policy")
     for write in change.writes:
@@ -240,7 +246,7 @@ def _upsert(apim: ApimTarget, change: Change, update_strategy: str, done: list[s
 REVISIONS_KEPT = 1  # non-current revisions kept after a release: the one before it, for a rollback in the portal
 
 
-def _release_revision(apim: ApimTarget, change: Change, done: list[str]) -> None:
+def _release_revision(apim: ApimTarget, change: Change, done: list[str], before_policy: Callable[[], None]) -> None:
     """Import the new spec into a new revision, give it the policy, release it, then set the API's name and
     description (a non-current revision cannot change them), and delete revisions beyond the retention."""
     desired, actual = change.desired, change.actual
@@ -248,6 +254,7 @@ def _release_revision(apim: ApimTarget, change: Change, done: list[str]) -> None
     existing = apim.revisions(desired.api_id)
     revision = max([int(actual.revision), *(n for n, _ in existing)]) + 1
     apim.put_api(desired, with_spec=True, revision_of=actual, revision=revision)
+    before_policy()
     apim.put_policy(f"{desired.api_id};rev={revision}", desired.policy_xml)
     apim.release(desired.api_id, revision)
     done += ["api-revision", "policy", "release"]

@@ -179,7 +179,7 @@ class Settings:
     concurrency: int = 8  # Databricks fetches and APIM reads at once
     # APIs written at once: an import runs for seconds, so ARM's write bucket (10/s) needs ~50 in flight to be the
     # limit; the throttle gate paces them to the bucket
-    apply_concurrency: int = 64
+    apply_concurrency: int = 128
     update_strategy: str = "in-place"
     lock_ttl_seconds: int = 900
     origin: str = "<settings>"

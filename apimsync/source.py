@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from apimsync.__about__ import __version__
 from apimsync.config import Selection, Workspace
 from apimsync.errors import SourceError, SpecError
+from apimsync.sessions import databricks_session
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
@@ -182,6 +183,7 @@ class DatabricksSource:
     def __init__(self, workspace: Workspace, *, client: WorkspaceClient | None = None) -> None:
         self.workspace = workspace
         if client is not None:
+            databricks_session(client)
             self.__dict__["client"] = client
 
     @cached_property
@@ -191,9 +193,11 @@ class DatabricksSource:
 
         ws = self.workspace
         try:
-            return WorkspaceClient(config=Config(host=ws.host, profile=ws.profile, product="apimsync",
-                                                 product_version=__version__,
-                                                 retry_timeout_seconds=ws.retry_timeout_seconds))
+            client = WorkspaceClient(config=Config(host=ws.host, profile=ws.profile, product="apimsync",
+                                                   product_version=__version__,
+                                                   retry_timeout_seconds=ws.retry_timeout_seconds))
+            databricks_session(client)
+            return client
         except Exception as exc:  # the SDK raises ValueError and friends for config problems
             raise SourceError(f"workspace {self.workspace.name}: {_one_line(exc)}") from exc
 

@@ -99,9 +99,11 @@ class ApimTarget:
         from azure.core.pipeline.transport import RequestsTransport
         from azure.mgmt.apimanagement import ApiManagementClient
 
+        from apimsync.sessions import read_environment_once
+
         credential = self._credential or make_credential(self.settings.credential)
         # one kept-alive connection per worker: requests' default pool of 10 would re-handshake TLS under load
-        session = requests.Session()
+        session = read_environment_once(requests.Session())
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, 2 * self._concurrency))
         session.mount("https://", adapter)
         session.mount("http://", adapter)

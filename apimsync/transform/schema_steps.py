@@ -9,7 +9,7 @@ from typing import Any
 
 from apimsync.transform.rules import DROPPED_2020, TYPE_KEYWORDS
 from apimsync.transform.steps import Step, builtin
-from apimsync.transform.walk import operations, pointer, walk_schemas
+from apimsync.transform.walk import operations, pointer, visit_schemas, walk_schemas
 
 
 @builtin("prefix-items")
@@ -151,6 +151,10 @@ class Downconvert(Step):
 def _hoist_defs(doc: dict[str, Any]) -> None:
     """Move every schema's ``$defs`` into ``components.schemas`` (a free name each) and point their ``$ref``s there:
     APIM's 3.0 reader knows no ``$defs``, but it reads components."""
+    any_defs: list[bool] = []
+    visit_schemas(doc, lambda schema: any_defs.append(True) if "$defs" in schema else None)
+    if not any_defs:  # the common case, found on the fast walk (no pointers)
+        return
     found: list[tuple[dict[str, Any], str]] = []
 
     def collect(schema: dict[str, Any], where: tuple[Any, ...]) -> None:
