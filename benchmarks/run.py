@@ -76,7 +76,7 @@ def _serve(n: int, model: str, commands: Any, replies: Any) -> None:
                 box.apim.reset_stats()
                 box.apim._reset_buckets()
                 replies.put(True)
-            elif command == "change":  # a new model version: a new entity version and a changed signature
+            elif command == "change":  # a new deployment: a new model version (or external model), a new signature
                 name = args[0]
                 item, text = box.databricks.endpoint_and_spec(name)
                 assert item is not None
@@ -85,7 +85,10 @@ def _serve(n: int, model: str, commands: Any, replies: Any) -> None:
                     path["post"]["requestBody"]["content"]["application/json"]["schema"]["description"] = "v2"
                 item["config"]["config_version"] = int(item["config"].get("config_version") or 1) + 1
                 for entity in item["config"]["served_entities"]:
-                    entity["entity_version"] = str(int(entity.get("entity_version") or 1) + 1)
+                    if "external_model" in entity:
+                        entity["external_model"]["name"] += "-next"
+                    else:
+                        entity["entity_version"] = str(int(entity.get("entity_version") or 1) + 1)
                 box.databricks.put_endpoint(item, spec)
                 replies.put(True)
 
