@@ -44,11 +44,12 @@ class Applier:
     """Applies changes on a pool of ``concurrency`` threads, as they come (:meth:`submit`, while the rest of the
     plan is still being made) or all at once (:meth:`finish`, with the plan).
 
-    Before an API's policy is written, the named values it reads are written (each once, while the API's import
-    runs; an API whose named value could not be written gets no policy and fails), and before the run's first
-    write ``before_first_write`` runs (taking the lock). Deletes are never streamed: they wait for the complete
-    plan in :meth:`finish`. ARM's throttle gate (:mod:`apimsync.pacing`), not the pool, sets the pace: a pool
-    larger than ARM's write rate times an API's time in flight lets the bucket be the limit."""
+    Before an API is written, the named values its policy reads are written (each once; an API whose named value
+    could not be written is not attempted), and before the run's first write ``before_first_write`` runs (taking
+    the lock; what it returns is kept in :attr:`ticket`). After :meth:`close`, nothing more is started. Deletes are
+    never streamed: they wait for the complete plan in :meth:`finish`. ARM's throttle gate (:mod:`apimsync.pacing`),
+    not the pool, sets the pace: a pool larger than ARM's write rate times an API's time in flight lets the bucket
+    be the limit."""
 
     def __init__(self, apim: ApimTarget, *, concurrency: int = 8, update_strategy: str = "in-place",
                  progress: Progress | None = None, before_first_write: Callable[[], object] | None = None) -> None:
@@ -66,18 +67,28 @@ class Applier:
         self._pool: ThreadPoolExecutor | None = None
         self._streamed: dict[str, Future[Outcome]] = {}
         self.error: Exception | None = None  # what kept the first write from happening (the lock)
+        self.ticket: object = None  # what before_first_write returned (the lock's ticket)
+        self._closed = False
+        self._tag_lock = threading.Lock()
         self._done = self._total = 0  # changes applied, changes known (streamed ones are known as they come)
 
     def submit(self, change: Change, named_values: Iterable[NamedValueChange]) -> None:
         """Start a create or update now (in the pool); its outcome is collected by :meth:`finish`."""
         assert change.action in (Action.CREATE, Action.UPDATE), "only creates and updates are streamed"
         with self._lock:
+            if self._closed:  # the run was interrupted: nothing new starts
+                return
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="apply")
             future = self._pool.submit(self._apply, change, tuple(named_values))
             self._streamed[change.api_id] = future
             self._total += 1
         future.add_done_callback(lambda _f: self._tick())
+
+    def close(self) -> None:
+        """Start nothing more (an interrupted run); :meth:`finish` still waits for what was started."""
+        with self._lock:
+            self._closed = True
 
     def finish(self, plan: Plan) -> tuple[list[Outcome], list[Outcome]]:
         """Apply what of ``plan`` was not streamed (creates and updates, then deletes: a delete that frees a path
@@ -93,7 +104,8 @@ class Applier:
             upserts = [c for c in todo if c.action in (Action.CREATE, Action.UPDATE)]
             with self._lock:
                 self._total += len(todo)
-            outcomes = [future.result() for future in self._streamed.values()]
+                streamed = list(self._streamed.values())
+            outcomes = [future.result() for future in streamed]
             for changes in (deletes_first, upserts, deletes_last):  # each wave completes before the next starts
                 for _change, outcome in gather(changes, lambda c: self._apply(c, _needs(c, by_name)),
                                                self.concurrency, lambda *_: self._tick()):
@@ -125,7 +137,7 @@ class Applier:
             if not self._started:
                 try:
                     if self._before is not None:
-                        self._before()
+                        self.ticket = self._before()
                 except Exception as exc:  # the lock: nothing is written, the engine raises it after finish
                     self.error = exc
                     raise
@@ -143,20 +155,18 @@ class Applier:
             self._first_write()
         except Exception as exc:  # the lock (the engine re-raises it): nothing of this change was written
             return Outcome(change.api_id, change.action, False, 0.0, f"not attempted: {exc}")
-
-        def before_policy() -> None:  # the API's import runs meanwhile: a named value is needed by its policy only
-            for nv in named_values:
-                if nv.action is not Action.NOOP and not self._named_value(nv).ok:
-                    raise TargetError(f"policy not written: named value {nv.name} could not be written")
-
-        with self._named_lock:  # a tag exists before any API links to it (few tags: one at a time is fine)
+        for nv in named_values:  # before the API: an API must never be live without the policy it is planned with
+            if nv.action is not Action.NOOP and not self._named_value(nv).ok:
+                return Outcome(change.api_id, change.action, False, 0.0,
+                               f"not attempted: named value {nv.name} could not be written")
+        with self._tag_lock:  # a tag exists before any API links to it (few tags: one at a time is fine)
             for tag in sorted({w.target for w in change.writes if w.kind == "tag"} - self._tags):
                 try:
                     self.apim.ensure_tag(tag)
                     self._tags.add(tag)
                 except TargetError as exc:
                     log.warning("%s", exc)
-        return _apply_change(self.apim, change, self.update_strategy, before_policy)
+        return _apply_change(self.apim, change, self.update_strategy)
 
 
 def _needs(change: Change, named_values: Mapping[str, NamedValueChange]) -> tuple[NamedValueChange, ...]:
@@ -177,8 +187,7 @@ def _apply_named_value(apim: ApimTarget, nv: NamedValueChange) -> Outcome:
     return Outcome(f"named value {nv.name}", nv.action, True, time.monotonic() - started, writes=("named-value",))
 
 
-def _apply_change(apim: ApimTarget, change: Change, update_strategy: str,
-                  before_policy: Callable[[], None] = lambda: None) -> Outcome:
+def _apply_change(apim: ApimTarget, change: Change, update_strategy: str) -> Outcome:
     started = time.monotonic()
     done: list[str] = []
     try:
@@ -186,7 +195,7 @@ def _apply_change(apim: ApimTarget, change: Change, update_strategy: str,
             _delete(apim, change)
             done.append("delete")
         else:
-            _upsert(apim, change, update_strategy, done, before_policy)
+            _upsert(apim, change, update_strategy, done)
     except ApimsyncError as exc:
         return Outcome(change.api_id, change.action, False, time.monotonic() - started, str(exc), tuple(done))
     except Exception as exc:  # a bug or an unexpected SDK error must not stop the other APIs
@@ -215,8 +224,7 @@ def _delete(apim: ApimTarget, change: Change) -> None:
     apim.delete_api(change.api_id, etag)
 
 
-def _upsert(apim: ApimTarget, change: Change, update_strategy: str, done: list[str],
-            before_policy: Callable[[], None]) -> None:
+def _upsert(apim: ApimTarget, change: Change, update_strategy: str, done: list[str]) -> None:
     desired = change.desired
     assert desired is not None
     if change.action is Action.CREATE:
@@ -226,12 +234,11 @@ def _upsert(apim: ApimTarget, change: Change, update_strategy: str, done: list[s
         etag = _recheck(apim, change)
         with_spec = API in change.writes
         if with_spec and update_strategy == "revision" and change.actual is not None:
-            _release_revision(apim, change, done, before_policy)
+            _release_revision(apim, change, done)
         else:
             apim.put_api(desired, with_spec=with_spec, if_match=etag)
             done.append("api" if with_spec else "api-settings")
     if POLICY in change.writes and "policy" not in done:
-        before_policy()
         apim.put_policy(desired.api_id, desired.policy_xml)
         done.append("policy")
     for write in change.writes:
@@ -246,7 +253,7 @@ def _upsert(apim: ApimTarget, change: Change, update_strategy: str, done: list[s
 REVISIONS_KEPT = 1  # non-current revisions kept after a release: the one before it, for a rollback in the portal
 
 
-def _release_revision(apim: ApimTarget, change: Change, done: list[str], before_policy: Callable[[], None]) -> None:
+def _release_revision(apim: ApimTarget, change: Change, done: list[str]) -> None:
     """Import the new spec into a new revision, give it the policy, release it, then set the API's name and
     description (a non-current revision cannot change them), and delete revisions beyond the retention."""
     desired, actual = change.desired, change.actual
@@ -254,7 +261,6 @@ def _release_revision(apim: ApimTarget, change: Change, done: list[str], before_
     existing = apim.revisions(desired.api_id)
     revision = max([int(actual.revision), *(n for n, _ in existing)]) + 1
     apim.put_api(desired, with_spec=True, revision_of=actual, revision=revision)
-    before_policy()
     apim.put_policy(f"{desired.api_id};rev={revision}", desired.policy_xml)
     apim.release(desired.api_id, revision)
     done += ["api-revision", "policy", "release"]

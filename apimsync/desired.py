@@ -52,13 +52,17 @@ def names_for(ep: Endpoint, settings: Settings) -> tuple[str, str] | None:
         return None
 
 
-def source_fingerprint(ep: Endpoint, config: str) -> str:
-    """What determines an endpoint's published spec, from fields the endpoint list already reports: its served
-    models (names, models, versions), id (a re-created endpoint has a new one), task and kind, its tags (pipeline
-    ``when``), and what of the configuration shapes specs. The same for an endpoint as listed and as detailed,
-    so an unchanged one needs neither its details nor its spec."""
+def source_fingerprint(ep: Endpoint, config: str, *, version: bool = False) -> str:
+    """What determines an endpoint's published spec: its served models (names, models, versions), id (a
+    re-created endpoint has a new one), task and kind, tags (pipeline ``when``), whether it is route-optimized, and
+    what of the configuration shapes specs; its config version too when the pipeline reads ``{config_version}``.
+
+    The endpoint list reports all of it but route optimisation and the config version, which only the details
+    name: so an unchanged endpoint needs neither its details nor its spec, unless it is route-optimized (fixed at
+    creation: Databricks' docs) or the pipeline reads its config version; then its details are read, not its spec.
+    """
     return short_hash([ep.name, ep.id, ep.task, ep.endpoint_type, list(ep.served_models), sorted(ep.tags.items()),
-                       config])
+                       ep.route_optimized, ep.config_version if version else None, config])
 
 
 def build(f: Fetched, settings: Settings, pipeline: Pipeline, templates: Templates, *, source: str = "",
@@ -105,7 +109,8 @@ def _desired(ep: Endpoint, spec: dict[str, Any] | None, s: Settings, pipeline: P
                                served_model_routes=s.apis.served_model_routes and not ep.route_optimized,
                                task=ep.task if s.apis.openai_routes else None)
         if spec is not None:
-            out = pipeline.run(spec, ctx, owned=True)  # fetched for this build alone
+            # a fetched spec is this build's alone; a synthesized one shares its parts with the others
+            out = pipeline.run(spec, ctx, owned=not synthesized)
             # APIM takes info.title/description from an imported spec (and refuses to change them on a new
             # revision): the spec says what the API's settings say, so an import never creates a drift
             out["info"] = {**(out.get("info") or {}), "title": view.display_name, "description": view.description}

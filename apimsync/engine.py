@@ -132,33 +132,34 @@ class Engine:
         # specs are fetched and transformed
         apis = self.apim.list_apis()
         env = s.environment or ""
-        published = {(m.workspace, m.endpoint): (m, a.settings.service_url) for a in apis
-                     if (m := a.marker) is not None and m.environment == env}
-        config = self._config_fingerprint
+        published = {(m.workspace, m.endpoint): m for a in apis if (m := a.marker) is not None
+                     and m.environment == env}
+        config, version = self._config_fingerprint
+
+        def source_of(ep: Endpoint) -> str:
+            return source_fingerprint(ep, config, version=version)
 
         def unchanged(ep: Endpoint) -> Marker | None:
-            """The marker of the API published from this endpoint, when that API still holds: same source
-            fingerprint and same backend (as listed, an endpoint's backend is its workspace URL; a route-optimized
-            one's dedicated host is known only from its details, which are then read)."""
-            marker, backend = published.get((ep.workspace, ep.name), (None, ""))
-            return marker if (marker and not refresh and marker.source == source_fingerprint(ep, config)
-                              and backend == ep.backend_url) else None
+            """The marker of the API published from this endpoint, when its source is unchanged."""
+            marker = published.get((ep.workspace, ep.name))
+            return marker if marker and not refresh and marker.source == source_of(ep) else None
 
         named = NamedValues(s, self.apim, self._env)
         with ThreadPoolExecutor(max_workers=1) as side:  # one coordinating thread: see apimsync/parallel.py
             reading = side.submit(self._actual, listed_workspaces, apis)
             streamable = self._streamable(chosen, apis) if applier is not None else None
+            listed_ids = {a.api_id for a in apis}
 
             def one(ep: Endpoint) -> DesiredApi | Skip | Failure:
                 fetched = by_ws[ep.workspace].fetch(ep, unchanged)
-                built = build(fetched, s, self.pipeline, self.template, source=source_fingerprint(ep, config),
+                built = build(fetched, s, self.pipeline, self.template, source=source_of(fetched.endpoint),
                               reuse=unchanged(fetched.endpoint) if fetched.reused else None)
                 if isinstance(built, DesiredApi):
                     built = named.check(built)
                 if applier is not None and streamable is not None and isinstance(built, DesiredApi) \
                         and streamable(built):
-                    actual = reading.result()
-                    change = self._change(built, actual)
+                    # a new API needs nothing more of APIM; an existing one waits for its policy to be read
+                    change = self._change(built, reading.result() if built.api_id in listed_ids else [])
                     if change.action in (Action.CREATE, Action.UPDATE):
                         applier.submit(change, named.of(built))
                 return built
@@ -193,14 +194,16 @@ class Engine:
                 claims["id " + names[0]] += 1
                 claims["path " + names[1]] += 1
         env = self.settings.environment or ""
-        paths = {a.settings.path.lower(): a.api_id for a in apis}
+        paths: dict[str, set[str]] = defaultdict(set)
+        for a in apis:
+            paths[a.settings.path.lower()].add(a.api_id)
         by_id = {a.api_id: a for a in apis}
 
         def ok(d: DesiredApi) -> bool:
             path = d.settings.path.lower()
             if claims["id " + d.api_id] != 1 or claims["path " + path] != 1:
                 return False
-            if paths.get(path, d.api_id) != d.api_id:
+            if paths.get(path, {d.api_id}) != {d.api_id}:  # another API holds the path (maybe beside this one)
                 return False
             existing = by_id.get(d.api_id)
             return existing is None or (existing.marker is not None and existing.marker.environment in (env, ""))
@@ -216,13 +219,15 @@ class Engine:
         return change
 
     @cached_property
-    def _config_fingerprint(self) -> str:
+    def _config_fingerprint(self) -> tuple[str, bool]:
         """What of the configuration shapes a spec: the pipeline's steps, the naming (the spec's title and
-        description) and the routes published. Not the policy: a policy change rewrites policies, not specs."""
+        description) and the routes published (not the policy: a policy change rewrites policies, not specs); and
+        whether the pipeline reads ``{config_version}``, which only an endpoint's details report."""
         s = self.settings
         steps = [(step.name, step.params, step.when) for step in self.pipeline.steps]
         routes = (s.apis.served_model_routes, s.apis.openai_routes)
-        return short_hash(json.dumps([steps, repr(s.naming), routes], default=str))
+        text = json.dumps([steps, repr(s.naming), routes], default=str)
+        return short_hash(text), "{config_version}" in text
 
     def _actual(self, workspaces: list[str], apis: list[ActualApi]) -> list[ActualApi]:
         """Every API in the service (``apis``, listed); owned ones (from these workspaces) with policy and links."""
@@ -285,9 +290,8 @@ class Engine:
         try:
             report.named_values, report.outcomes = applier.finish(plan)
         finally:
-            ticket = self.__dict__.pop("_ticket", None)
-            if ticket is not None:
-                self.apim.lock.release(self.lock_name, ticket)
+            if applier.ticket is not None:
+                self.apim.lock.release(self.lock_name, str(applier.ticket))
         if applier.error is not None:
             raise applier.error
         report.seconds = time.monotonic() - started
@@ -295,9 +299,8 @@ class Engine:
         return report
 
     def _applier(self, force_lock: bool) -> Applier:
-        def take_lock() -> None:
-            self.__dict__["_ticket"] = self.apim.lock.acquire(self.lock_name, self.settings.lock_ttl_seconds,
-                                                              force=force_lock)
+        def take_lock() -> str:
+            return self.apim.lock.acquire(self.lock_name, self.settings.lock_ttl_seconds, force=force_lock)
 
         return Applier(self.apim, concurrency=self.settings.apply_concurrency,
                        update_strategy=self.settings.update_strategy, progress=self._progress,
@@ -319,8 +322,12 @@ class Engine:
         try:
             plan = self._plan(prune=prune, force=force, only=only, refresh=refresh, applier=applier)
         except BaseException:
-            if applier is not None:  # what was started finishes, and the lock is released
-                self.apply(Plan(self.apim.service_id), applier=applier)
+            if applier is not None:  # nothing more starts; what was started finishes, and the lock is released
+                applier.close()
+                try:
+                    self.apply(Plan(self.apim.service_id), applier=applier)
+                except Exception as exc:  # the original error is the one to report
+                    log.warning("after an interrupted plan: %s", exc)
             raise
         if reviewed is not None and plan.checksum != reviewed:
             raise UnsafePlanError("the reviewed plan no longer matches what a sync would do now (Databricks, APIM, "

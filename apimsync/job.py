@@ -1,7 +1,8 @@
 """Entry point for a Databricks ``python_wheel_task``: named parameters → settings → sync.
 
 Databricks passes a job's ``named_parameters`` as ``--key=value`` arguments. Recognised keys: ``config``,
-``dry_run``, ``prune``, ``force``, ``force_lock``, ``output`` (text|json); any other key is a dotted setting
+``dry_run``, ``prune``, ``force``, ``force_lock``, ``refresh`` (fetch every spec, even unchanged ones: set it on
+one run a day), ``output`` (text|json); any other key is a dotted setting
 such as ``apim.service=my-apim`` (lists such as ``workspaces`` belong in the config file).
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 from apimsync.errors import ApimsyncError, ConfigError
 
-_FLAGS = ("dry_run", "prune", "force", "force_lock")
+_FLAGS = ("dry_run", "prune", "force", "force_lock", "refresh")
 
 
 def parse_parameters(argv: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
@@ -51,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(options.get("config"), overrides=overrides)
         report = Engine(settings).sync(dry_run=bool(_flag(options, "dry_run")), prune=_flag(options, "prune"),
                                        force=bool(_flag(options, "force")),
-                                       force_lock=bool(_flag(options, "force_lock")))
+                                       force_lock=bool(_flag(options, "force_lock")),
+                                       refresh=bool(_flag(options, "refresh")))
     except ApimsyncError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return exc.exit_code

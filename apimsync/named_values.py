@@ -27,7 +27,7 @@ class NamedValues:
         self._env = env
         self._lock = threading.Lock()
         # name -> its change; None: it exists in APIM and is not apimsync's; a string: why it cannot be used
-        self._decided: dict[str, NamedValueChange | str | None] = {}
+        self._decided: dict[tuple[str, str], NamedValueChange | str | None] = {}
 
     def check(self, d: DesiredApi) -> DesiredApi | Failure:
         """``d``, or its failure when a named value its policy reads cannot be used."""
@@ -54,18 +54,20 @@ class NamedValues:
     def _decide(self, name: str, kept: tuple[NamedValueSource, str] | None) -> NamedValueChange | str | None:
         from apimsync.secrets import resolve_named_value
 
+        decision = (name, repr(kept))  # one name may be kept for one workspace and read by another's policy
         with self._lock:  # a few names, each decided once: one at a time is fine
-            if name not in self._decided:
+            if decision not in self._decided:
                 try:
                     if kept is None:
                         if self._apim.get_named_value(name) is None:
                             raise ConfigError(f"the policy references named value '{name}', which does not exist "
                                               "in APIM")
-                        self._decided[name] = None
+                        self._decided[decision] = None
                     else:
                         source, key = kept
                         want = resolve_named_value(source, env=self._env, key=key)
-                        self._decided[name] = named_value_change(want, self._apim.get_named_value(name), source)
+                        self._decided[decision] = named_value_change(want, self._apim.get_named_value(name),
+                                                                     source)
                 except ApimsyncError as exc:
-                    self._decided[name] = str(exc)
-            return self._decided[name]
+                    self._decided[decision] = str(exc)
+            return self._decided[decision]

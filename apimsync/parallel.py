@@ -31,13 +31,18 @@ def gather(items: Sequence[T], fn: Callable[[T], R], workers: int, progress: Pro
     results: list[R | Exception | None] = [None] * len(items)
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
         futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
-        for done, future in enumerate(as_completed(futures), 1):
-            error = future.exception()
-            results[futures[future]] = error if isinstance(error, Exception) else future.result()
-            if isinstance(error, BaseException) and not isinstance(error, Exception):
-                raise error  # KeyboardInterrupt, SystemExit: not an item's failure
-            if progress:
-                progress(phase, done, len(items))
+        try:
+            for done, future in enumerate(as_completed(futures), 1):
+                error = future.exception()
+                results[futures[future]] = error if isinstance(error, Exception) else future.result()
+                if isinstance(error, BaseException) and not isinstance(error, Exception):
+                    raise error  # KeyboardInterrupt, SystemExit: not an item's failure
+                if progress:
+                    progress(phase, done, len(items))
+        except BaseException:
+            for future in futures:  # an interrupted stage starts nothing more; running items finish
+                future.cancel()
+            raise
     return [(item, result) for item, result in zip(items, results, strict=True)]  # type: ignore[misc]
 
 

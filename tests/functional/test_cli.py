@@ -128,6 +128,9 @@ def test_job_entry_point_named_parameters(configured: Path, sandbox: Sandbox,
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is True and len(report["outcomes"]) == 8
     assert sandbox.apim.stats()["apis"] == 8
+    specs = sandbox.databricks.stats()["by_route"]["openapi"]
+    assert job_main([f"--config={configured}", "--refresh=true"]) == 0  # the daily run: every spec read again
+    assert sandbox.databricks.stats()["by_route"]["openapi"] - specs >= 8
     assert job_main(["positional"]) == 2
     assert job_main([f"--config={configured}", "--prune=perhaps"]) == 2
 

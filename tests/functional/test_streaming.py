@@ -55,3 +55,25 @@ def test_a_streamed_sync_applies_exactly_the_plan(sandbox: Sandbox) -> None:
     assert sorted((o.api_id, o.action) for o in report.outcomes) == wanted
     assert report.ok, report.failed
     assert not sandbox.engine(settings).plan().has_changes
+
+
+def test_a_plan_that_fails_after_writes_began_releases_the_lock(sandbox: Sandbox) -> None:
+    """A new API is written while the plan is still being made; when the plan then fails (APIM refuses to show a
+    policy), what was started finishes, nothing more starts, and the lock is released."""
+    import pytest
+
+    from apimsync.errors import TargetError
+
+    assert sandbox.engine().sync().ok
+    item, spec = sandbox.databricks.endpoint_and_spec("churn-classifier")
+    assert item is not None
+    sandbox.databricks.put_endpoint({**item, "name": "churn-classifier-2", "id": "churn2"}, spec)
+    sandbox.apim.faults.add(FaultRule(method="GET", path="policies/policy$", status=403, count=None))
+    with pytest.raises(TargetError, match="policy"):
+        sandbox.engine().sync()
+    client, rg, svc = sandbox.apim.client(), sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
+    assert not [nv.name for nv in client.named_value.list_by_service(rg, svc) if "lock" in str(nv.name)]
+    assert "dbx-churn-classifier-2" in {str(a.name) for a in client.api.list_by_service(rg, svc)}, \
+        "the create streamed before the plan failed was carried out"
+    sandbox.apim.faults.clear()
+    assert sandbox.engine().sync().ok and not sandbox.engine().plan().has_changes

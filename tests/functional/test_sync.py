@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 import requests
@@ -348,3 +349,76 @@ def test_a_no_op_resync_fetches_no_spec_and_a_change_fetches_only_its_own(sandbo
     before = sandbox.databricks.stats()["by_route"]["openapi"]
     assert not sandbox.engine().plan(refresh=True).has_changes
     assert sandbox.databricks.stats()["by_route"]["openapi"] - before == 9
+
+
+def test_a_token_that_cannot_be_read_fails_the_apis_that_need_it_and_writes_nothing(sandbox: Sandbox) -> None:
+    """Named values are decided per API as it is planned (a sync streams its writes): every API whose policy reads
+    the unreadable token fails with the reason and nothing of it is written; the route-optimized endpoint, whose
+    policy reads the service principal's named values instead, is published."""
+    settings = sandbox.settings(policy={"named_value": {"env": "APIMSYNC_TEST_TOKEN_NOT_SET"}})
+    report = sandbox.engine(settings).sync()
+    assert not report.ok
+    assert report.plan.failures and {f.stage for f in report.plan.failures} == {"policy"}
+    assert all("APIMSYNC_TEST_TOKEN_NOT_SET" in f.message for f in report.plan.failures), report.plan.failures[0]
+    assert [(o.api_id, o.ok) for o in report.outcomes] == [("dbx-ranker-route-optimized", True)]
+    assert owned_ids(sandbox) == {"dbx-ranker-route-optimized"}
+    assert "databricks-token-emulator" not in {nv.name for nv in report.plan.named_values}
+
+
+def test_a_pipeline_reading_the_config_version_sees_every_new_one(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The endpoint list reports no config version: a pipeline that reads ``{config_version}`` has each endpoint's
+    details read (not its spec) on every run, so a new version (a traffic split, a workload size) reaches the
+    published spec."""
+    pipeline = tmp_path / "pipeline.yaml"
+    shipped = (Path(__file__).resolve().parents[2] / "transforms" / "databricks-serving.yaml").read_text()
+    pipeline.write_text(shipped.replace("  # - set-info: {title", "  - set-info: {title"))
+    settings = sandbox.settings(pipeline=str(pipeline))
+    assert sandbox.engine(settings).sync().ok
+    before = sandbox.databricks.stats()["by_route"]
+    assert not sandbox.engine(settings).plan().has_changes
+    after = sandbox.databricks.stats()["by_route"]
+    assert after["openapi"] - before["openapi"] == 1, "only the endpoint without an API"
+    assert after["get"] - before["get"] >= 8, "the details of every published endpoint"
+    item, spec = sandbox.databricks.endpoint_and_spec("churn-classifier")
+    assert item is not None
+    item["config"]["config_version"] = 7  # a new traffic split or workload size: same served models
+    sandbox.databricks.put_endpoint(item, spec)
+    report = sandbox.engine(settings).sync()
+    assert [c.endpoint for c in report.plan.changes if c.action is Action.UPDATE] == ["churn-classifier"]
+    published = sandbox.apim.client().api.get(sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE,
+                                              "dbx-churn-classifier")
+    assert published.api_version is None or "7" not in str(published.api_version)  # info.version is not a setting
+    assert report.ok
+
+
+def test_a_synthesized_spec_is_never_changed_by_a_build(tmp_path: Path) -> None:
+    """Specs synthesized from a task share their parts with every other endpoint of that task: the pipeline works
+    on a copy of them (only a fetched spec, used for one build alone, is transformed in place). A step limited to
+    endpoint ``a`` must not reach ``b``."""
+    from apimsync.config import settings_from_mapping
+    from apimsync.desired import build
+    from apimsync.model import DesiredApi
+    from apimsync.policy import load_template
+    from apimsync.source import Endpoint, Fetched
+    from apimsync.synthesize import spec_for_task
+    from apimsync.transform import load_pipeline
+
+    settings = settings_from_mapping({"apim": {"subscription_id": "s", "resource_group": "r", "service": "a"},
+                                      "workspaces": [{"name": "ws", "host": "https://adb-1.2.azuredatabricks.net"}]},
+                                     origin="test")
+    file = tmp_path / "pipeline.yaml"
+    file.write_text("steps:\n  - jsonpath: {remove: \"$.paths['/invocations'].post.requestBody.content"
+                    "['application/json'].schema.properties.top_k\"}\n    when: {endpoints: [a]}\n")
+    pipeline = load_pipeline(str(file))
+    template = load_template(settings.policy.template)[0]
+    pristine = json.dumps(spec_for_task("llm/v1/chat", "a"), sort_keys=True)
+    published = {}
+    for name in ("a", "b"):
+        spec = spec_for_task("llm/v1/chat", name)
+        assert spec is not None
+        ep = Endpoint("ws", name, "https://adb-1.2.azuredatabricks.net", True, task="llm/v1/chat")
+        built = build(Fetched(ep, spec=spec, synthesized=True), settings, pipeline, lambda _name: template)
+        assert isinstance(built, DesiredApi) and built.spec_json, built
+        published[name] = built.spec_json
+    assert '"top_k"' not in published["a"] and '"top_k"' in published["b"]
+    assert json.dumps(spec_for_task("llm/v1/chat", "a"), sort_keys=True) == pristine
