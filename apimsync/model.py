@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -84,7 +85,14 @@ class DesiredApi:
     source: str = ""  # the source fingerprint (see Marker.source)
     spec_hash: str = ""  # with spec_json None: the hash of the spec published before, which still holds
 
-    @property
+    @cached_property
+    def policy_form(self) -> str:
+        """The policy as policies are compared (:func:`apimsync.policy.canonical_policy`), computed once."""
+        from apimsync.policy import canonical_policy
+
+        return canonical_policy(self.policy_xml)
+
+    @cached_property
     def marker(self) -> Marker:
         spec = short_hash(self.spec_json) if self.spec_json is not None else self.spec_hash
         return Marker(self.workspace, self.endpoint, spec, short_hash(self.settings_dict()), self.environment,
@@ -111,9 +119,16 @@ class ActualApi:
     products: frozenset[str] = frozenset()
     tags: frozenset[str] = frozenset()
 
-    @property
+    @cached_property
     def marker(self) -> Marker | None:
         return Marker.parse(self.revision_description)
+
+    @cached_property
+    def policy_form(self) -> str | None:
+        """The policy as policies are compared (:func:`apimsync.policy.canonical_policy`), computed once."""
+        from apimsync.policy import canonical_policy
+
+        return None if self.policy_xml is None else canonical_policy(self.policy_xml)
 
     @property
     def owned(self) -> bool:

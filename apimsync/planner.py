@@ -234,12 +234,10 @@ def _update_reasons(desired: DesiredApi, actual: ActualApi) -> tuple[list[str], 
         reasons.append("spec source recorded")
     if reasons:
         writes.append(API if spec_changed else API_SETTINGS)
-    from apimsync.policy import canonical_policy
-
     if actual.policy_xml is None:
         reasons.append("policy missing")
         writes.append(POLICY)
-    elif canonical_policy(actual.policy_xml) != canonical_policy(desired.policy_xml):
+    elif actual.policy_xml != desired.policy_xml and actual.policy_form != desired.policy_form:
         reasons.append("policy differs from the template (changed, or edited outside apimsync)")
         writes.append(POLICY)
     for product in desired.products:

@@ -393,7 +393,7 @@ def plan_runs(quick: bool, repeat: int) -> list[tuple[str, int, int]]:
         return [("full", 10, 1), ("full", 50, 1), ("naive", 10, 1), ("unbounded", 20, 1), ("noop", 50, 1),
                 ("one_change", 50, 1), ("fast", 50, 1), ("transform", 300, 1), ("startup", 0, 1)]
     runs = [("full", n, repeat if n < 2000 else 2) for n in (10, 100, 500, 2000)]
-    runs += [("naive", 10, repeat), ("naive", 500, 1), ("unbounded", 500, 1)]
+    runs += [("naive", 10, repeat), ("naive", 500, 1), ("unbounded", 500, 1), ("unbounded", 2000, 1)]
     runs += [("noop", 500, repeat), ("noop", 2000, 2), ("one_change", 2000, 2)]
     runs += [("fast", 500, repeat), ("fast", 10000, 1), ("transform", 1500, 1), ("startup", 0, 1)]
     return runs
