@@ -36,12 +36,20 @@ CONFLICT_RETRIES = 4
 
 def location_poller(interval: float) -> Any:
     """An LRO poller that follows ``Location`` only: the workaround for SDK 5.0.0's failure on APIM's
-    ``Azure-AsyncOperation`` results (research/apim.md §3)."""
+    ``Azure-AsyncOperation`` results (research/apim.md §3). It waits one interval before its first poll: azure-core
+    polls at once, and an import or a named value answered 202 is never done at once (a poll saved per
+    operation, out of ARM's read bucket)."""
     from azure.core.polling.base_polling import LocationPolling, StatusCheckPolling
     from azure.mgmt.core.polling.arm_polling import ARMPolling, BodyContentPolling
 
-    return ARMPolling(interval, lro_algorithms=[LocationPolling(), BodyContentPolling(), StatusCheckPolling()],
-                      lro_options={"final-state-via": "location"})
+    class WaitFirst(ARMPolling):
+        def _poll(self) -> None:
+            if not self.finished():
+                self._delay()
+            super()._poll()
+
+    return WaitFirst(interval, lro_algorithms=[LocationPolling(), BodyContentPolling(), StatusCheckPolling()],
+                     lro_options={"final-state-via": "location"})
 
 
 
