@@ -384,7 +384,7 @@ def _more(r: dict[str, Any]) -> str:
     if r.get("cli_s") is not None:
         parts.append(f"{r['spec_mb']:g} MB; CLI {r['cli_s']:g} s")
     if r.get("apimsync_speedup") is not None:
-        parts.append(f"apimsync {r['apimsync_speedup']:g}x faster")
+        parts.append(f"wall {r['apimsync_speedup']:g} x apimsync's")
     return "; ".join(parts)
 
 
