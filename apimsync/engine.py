@@ -300,7 +300,9 @@ class Engine:
 
     def _applier(self, force_lock: bool) -> Applier:
         def take_lock() -> str:
-            return self.apim.lock.acquire(self.lock_name, self.settings.lock_ttl_seconds, force=force_lock)
+            ticket = self.apim.lock.acquire(self.lock_name, self.settings.lock_ttl_seconds, force=force_lock)
+            self.apim.lock.keep(ticket, self.settings.lock_ttl_seconds)  # released (and no longer kept) by apply
+            return ticket
 
         return Applier(self.apim, concurrency=self.settings.apply_concurrency,
                        update_strategy=self.settings.update_strategy, progress=self._progress,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -29,6 +30,7 @@ class TicketLock:
     def __init__(self, apim: ApimTarget, pause: float = 0.3) -> None:
         self.apim = apim
         self.pause = pause  # seconds between lists
+        self._renewals: dict[str, tuple[threading.Event, threading.Thread]] = {}
 
     # -- the sync lock ---------------------------------------------------------------------------
 
@@ -44,9 +46,9 @@ class TicketLock:
         Guarantee: two runs never both proceed while their tickets live. If A proceeds, its list did not show B's
         ticket, so B created it after that list; B's own list then shows A's ticket (kept until A releases) and B
         waits. This relies on ARM answering a list with every write it has completed (read-after-write), and on
-        the ticket living as long as the holder works: a run longer than ``ttl_seconds``, or a clock ahead of the
-        holder's by more than the grace (a tenth of the TTL, at most a minute), can remove a live ticket. Contention
-        ends because only the larger owner withdraws."""
+        the ticket living as long as the holder works (the holder renews it: :meth:`keep`; a clock ahead of the
+        holder's by more than the grace, a tenth of the TTL and at most a minute, can still remove a live ticket).
+        Contention ends because only the larger owner withdraws."""
         owner = uuid.uuid4().hex[:12]
         ticket = f"{name}-{owner}"
         expires = (datetime.now(timezone.utc) + timedelta(seconds=ttl_seconds)).isoformat()
@@ -77,8 +79,32 @@ class TicketLock:
         raise LockError(f"another apimsync run holds the lock on {self.apim.svc} (owner {holder['owner']}, until "
                         f"{holder['expires']}); wait, or break it with --force-lock")
 
+    def keep(self, ticket: str, ttl_seconds: int) -> None:
+        """Renew ``ticket`` every third of its TTL until :meth:`release`: a run longer than the TTL keeps its lock.
+        A renewal that fails is logged and tried again a third of the TTL later (two failures in a row leave a
+        third of the TTL)."""
+        owner = ticket.rsplit("-", 1)[-1]
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(ttl_seconds / 3):
+                expires = (datetime.now(timezone.utc) + timedelta(seconds=ttl_seconds)).isoformat()
+                try:
+                    self._put_ticket(ticket, owner, expires, ttl_seconds)
+                except TargetError as exc:
+                    log.warning("renewing the sync lock: %s", exc)
+
+        thread = threading.Thread(target=renew, name="apimsync-lock-renewal", daemon=True)
+        self._renewals[ticket] = (stop, thread)
+        thread.start()
+
     def release(self, name: str, ticket: str) -> None:
-        """Delete our ticket; a failure is only logged (the ticket expires by itself)."""
+        """Stop renewing our ticket (a renewal in flight finishes first, so none re-creates it) and delete it; a
+        failure is only logged (the ticket expires by itself)."""
+        stop, thread = self._renewals.pop(ticket, (None, None))
+        if stop is not None and thread is not None:
+            stop.set()
+            thread.join()
         try:
             self._delete_ticket(ticket, quiet=False)
         except TargetError as exc:  # it expires by itself; never fail a finished sync over it

@@ -159,6 +159,25 @@ def test_stale_lock_expires_by_itself(sandbox: Sandbox) -> None:
     assert sandbox.engine(settings).sync().ok
 
 
+def test_a_kept_lock_outlives_its_ttl_until_released(sandbox: Sandbox) -> None:
+    """A run longer than the lock's TTL renews its ticket (every third of the TTL), so no other run can take the
+    lock as stale while it works; once released, the next run takes it at once."""
+    holder = sandbox.engine(sandbox.settings(lock_ttl_seconds=1))
+    ticket = holder.apim.lock.acquire(holder.lock_name, 1)
+    holder.apim.lock.keep(ticket, 1)
+    time.sleep(1.5)  # past the TTL and its grace: without renewal the ticket would be stale
+    waiting = sandbox.engine(sandbox.settings(lock_ttl_seconds=1))
+    waiting.apim.lock.pause = 0.05
+    with pytest.raises(LockError):
+        waiting.apim.lock.acquire(waiting.lock_name, 1)
+    holder.apim.lock.release(holder.lock_name, ticket)
+    client, rg, svc = sandbox.apim.client(), sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
+    assert not [nv.name for nv in client.named_value.list_by_service(rg, svc) if "lock" in str(nv.name)], \
+        "a renewal never re-creates a released ticket"
+    taken = waiting.apim.lock.acquire(waiting.lock_name, 1)
+    waiting.apim.lock.release(waiting.lock_name, taken)
+
+
 BROKEN_SPECS = {
     "not JSON": "{ this is not json",
     "a BOM": "\ufeff" + json.dumps({"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {"/x": {}}}),
