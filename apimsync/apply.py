@@ -52,7 +52,7 @@ class Applier:
     be the limit."""
 
     def __init__(self, apim: ApimTarget, *, concurrency: int = 8, update_strategy: str = "in-place",
-                 progress: Progress | None = None, before_first_write: Callable[[], object] | None = None) -> None:
+                 progress: Progress | None = None, before_first_write: Callable[[], str] | None = None) -> None:
         self.apim = apim
         self.concurrency = max(1, concurrency)
         self.update_strategy = update_strategy
@@ -67,7 +67,7 @@ class Applier:
         self._pool: ThreadPoolExecutor | None = None
         self._streamed: dict[str, Future[Outcome]] = {}
         self.error: Exception | None = None  # what kept the first write from happening (the lock)
-        self.ticket: object = None  # what before_first_write returned (the lock's ticket)
+        self.ticket: str | None = None  # what before_first_write returned (the lock's ticket)
         self._closed = False
         self._tag_lock = threading.Lock()
         self._done = self._total = 0  # changes applied, changes known (streamed ones are known as they come)
@@ -171,11 +171,9 @@ class Applier:
 
 def _needs(change: Change, named_values: Mapping[str, NamedValueChange]) -> tuple[NamedValueChange, ...]:
     """The named values a change's policy write reads (of those apimsync keeps)."""
-    from apimsync.policy import named_value_refs
-
     if change.desired is None or POLICY not in change.writes:
         return ()
-    return tuple(named_values[r] for r in sorted(named_value_refs(change.desired.policy_xml)) if r in named_values)
+    return tuple(named_values[r] for r in change.desired.named_value_refs if r in named_values)
 
 
 def _apply_named_value(apim: ApimTarget, nv: NamedValueChange) -> Outcome:

@@ -291,7 +291,7 @@ class Engine:
             report.named_values, report.outcomes = applier.finish(plan)
         finally:
             if applier.ticket is not None:
-                self.apim.lock.release(self.lock_name, str(applier.ticket))
+                self.apim.lock.release(self.lock_name, applier.ticket)
         if applier.error is not None:
             raise applier.error
         report.seconds = time.monotonic() - started

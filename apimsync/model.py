@@ -93,6 +93,13 @@ class DesiredApi:
         return canonical_policy(self.policy_xml)
 
     @cached_property
+    def named_value_refs(self) -> tuple[str, ...]:
+        """The named values the policy reads (``{{name}}``), sorted, found once."""
+        from apimsync.policy import named_value_refs
+
+        return tuple(sorted(named_value_refs(self.policy_xml)))
+
+    @cached_property
     def marker(self) -> Marker:
         spec = short_hash(self.spec_json) if self.spec_json is not None else self.spec_hash
         return Marker(self.workspace, self.endpoint, spec, short_hash(self.settings_dict()), self.environment,

@@ -46,10 +46,8 @@ class NamedValues:
         return [changes[name] for name in sorted(changes)]
 
     def _for(self, d: DesiredApi) -> list[tuple[str, NamedValueChange | str | None]]:
-        from apimsync.policy import named_value_refs
-
         kept = kept_named_values([d], self._settings)
-        return [(name, self._decide(name, kept.get(name))) for name in sorted(named_value_refs(d.policy_xml))]
+        return [(name, self._decide(name, kept.get(name))) for name in d.named_value_refs]
 
     def _decide(self, name: str, kept: tuple[NamedValueSource, str] | None) -> NamedValueChange | str | None:
         from apimsync.secrets import resolve_named_value
