@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from apimsync.errors import ApimsyncError, TargetError
+from apimsync.errors import ApimsyncError, LockError, TargetError
 from apimsync.parallel import Progress, gather
 from apimsync.planner import API, API_SETTINGS, POLICY, Action, Change, NamedValueChange, Plan
 from apimsync.target import ApimTarget
@@ -142,6 +142,8 @@ class Applier:
                     self.error = exc
                     raise
                 self._started = True
+            if self.ticket is not None and self.apim.lock.lost(self.ticket):
+                raise LockError("the sync lock was taken from this run (broken with --force-lock?); not started")
 
     def _named_value(self, nv: NamedValueChange) -> Outcome:
         with self._named_lock:  # each once; an API waits for the one its policy reads

@@ -298,10 +298,12 @@ class Engine:
         report.calls = self.apim.calls
         return report
 
-    def _applier(self, force_lock: bool) -> Applier:
+    def _applier(self, force_lock: bool, generation: int | None = None) -> Applier:
         def take_lock() -> str:
-            ticket = self.apim.lock.acquire(self.lock_name, self.settings.lock_ttl_seconds, force=force_lock)
-            self.apim.lock.keep(ticket, self.settings.lock_ttl_seconds)  # released (and no longer kept) by apply
+            ticket = self.apim.lock.acquire(self.lock_name, self.settings.lock_ttl_seconds, force=force_lock,
+                                            generation=generation)
+            # released (and no longer kept) by apply
+            self.apim.lock.keep(ticket, self.lock_name, self.settings.lock_ttl_seconds)
             return ticket
 
         return Applier(self.apim, concurrency=self.settings.apply_concurrency,
@@ -319,8 +321,10 @@ class Engine:
         """Plan and apply. ``reviewed``: the checksum of a plan someone reviewed (``plan --out``); the sync plans
         again and applies only when it gets that same plan, else raises UnsafePlanError and writes nothing."""
         started = time.monotonic()
+        # the lock's generation before anything is read: the lock is taken only if no other run took it since
+        generation = None if dry_run else self.apim.lock.generation(self.lock_name)
         # creates and updates start while the plan is made, unless someone must see the whole plan first
-        applier = None if dry_run or reviewed is not None else self._applier(force_lock)
+        applier = None if dry_run or reviewed is not None else self._applier(force_lock, generation)
         try:
             plan = self._plan(prune=prune, force=force, only=only, refresh=refresh, applier=applier)
         except BaseException:
@@ -338,6 +342,7 @@ class Engine:
         if dry_run:
             report = Report(plan, dry_run=True, calls=self.apim.calls)
         else:
-            report = self.apply(plan, force_lock=force_lock, applier=applier)
+            report = self.apply(plan, force_lock=force_lock,
+                                applier=applier or self._applier(force_lock, generation))
         report.seconds = time.monotonic() - started
         return report

@@ -1,6 +1,18 @@
-"""The sync lock: one run at a time writes to a service (per set of workspaces), with the operations APIM offers.
+"""The sync lock: one run at a time writes to a service (per set of workspaces).
 
-The protocol and its guarantee are in :meth:`TicketLock.acquire`.
+The lock is one named value, ``apimsync-lock-<hash>``, whose value says who holds it until when. It is taken and
+given back by compare-and-swap: read it with its ETag, write it with ``If-Match: <that ETag>``. Azure applies a
+write with a stale ETag nowhere and answers 412 (``If-Match`` on NamedValue_CreateOrUpdate, apimnamedvalues.json,
+2024-05-01; ETag semantics: research/apim.md §2.5), and refuses a second write while one runs on the same entity
+(409, see ``ApimTarget``'s conflict retries). So of several runs that read the same free lock, exactly one writes
+it; the others find the new ETag, and the holder in it, when they try again, and stop. The lock also counts how
+often it was taken (its generation): a run reads it before it plans and takes the lock only at that generation,
+so a run that planned while another wrote never applies its outdated plan.
+
+The one write that cannot be conditional is the lock's creation (APIM offers no If-None-Match): a run that finds
+no lock creates it free, then takes it like any other run. A late creation could replace a lock taken meanwhile,
+so a run that took the lock reads it once more, after a pause, before it proceeds, and the holder's renewals are
+compare-and-swaps too: a lock replaced under its holder is noticed (:meth:`SyncLock.lost`), never overwritten.
 """
 
 from __future__ import annotations
@@ -20,77 +32,75 @@ if TYPE_CHECKING:
     from apimsync.target import ApimTarget
 
 log = logging.getLogger(__name__)
+MAX_TTL = 86_400  # seconds: no lock lasts longer (lock_ttl_seconds is bounded to it)
 
 
-class TicketLock:
-    """Tickets (named values ``<name>-<owner>``) in one APIM service."""
+class SyncLock:
+    """Sync locks in one APIM service, each a named value taken and released by compare-and-swap."""
 
-    ROUNDS = 8  # lists of the tickets before giving up
+    ROUNDS = 16  # reads of the lock while other runs create or change it
 
     def __init__(self, apim: ApimTarget, pause: float = 0.3) -> None:
         self.apim = apim
-        self.pause = pause  # seconds between lists
+        self.pause = pause  # seconds between reads of a held lock, and before the confirming read
         self._renewals: dict[str, tuple[threading.Event, threading.Thread]] = {}
+        self._lost: set[str] = set()
 
-    # -- the sync lock ---------------------------------------------------------------------------
+    def generation(self, name: str) -> int:
+        """How many times lock ``name`` has been taken: read before a run plans, and given to :meth:`acquire`, so
+        a run whose plan another run's writes may have outdated never applies it."""
+        current = self.apim.read_named_value(name)
+        return Holder.parse(current[0]).generation if current is not None else 0
 
-    def acquire(self, name: str, ttl_seconds: int, *, force: bool = False) -> str:
-        """Take the sync lock ``name``; returns the ticket to release.
+    def acquire(self, name: str, ttl_seconds: int, *, force: bool = False, generation: int | None = None) -> str:
+        """Take lock ``name`` for ``ttl_seconds``; returns the ticket (our owner id) to keep and release.
 
-        Protocol (APIM has no conditional create for named values, no If-None-Match): each run creates its own
-        *ticket*, a named value ``<name>-<owner>`` holding its owner and expiry, then lists the tickets of the lock.
-        It proceeds only when its own ticket is the only live one. Otherwise the run with the larger owner id
-        withdraws its ticket and tries again later, while the smaller one keeps its ticket and lists again; after
-        ``ROUNDS`` lists the run gives up with LockError. Expired tickets are deleted and ignored.
-
-        Guarantee: two runs never both proceed while their tickets live. If A proceeds, its list did not show B's
-        ticket, so B created it after that list; B's own list then shows A's ticket (kept until A releases) and B
-        waits. This relies on ARM answering a list with every write it has completed (read-after-write), and on
-        the ticket living as long as the holder works (the holder renews it: :meth:`keep`; a clock ahead of the
-        holder's by more than the grace, a tenth of the TTL and at most a minute, can still remove a live ticket).
-        Contention ends because only the larger owner withdraws."""
+        LockError when another run holds it (``force`` takes it all the same), and when it was taken since
+        ``generation`` was read (another run wrote while this one planned: its plan may be outdated). No run
+        waits for a lock: what it planned while another run wrote is not worth applying."""
         owner = uuid.uuid4().hex[:12]
-        ticket = f"{name}-{owner}"
-        expires = (datetime.now(timezone.utc) + timedelta(seconds=ttl_seconds)).isoformat()
-        try:
-            self._put_ticket(ticket, owner, expires, ttl_seconds)
-            others: list[dict[str, Any]] = []
-            for round_ in range(self.ROUNDS):
-                others = [t for t in self._tickets(name) if t["ticket"] != ticket]
-                if force:
-                    for other in others:
-                        self._delete_ticket(other["ticket"])
-                    others = []
-                if not others:
-                    return ticket
-                if round_ == self.ROUNDS - 1:
-                    break
-                if owner > min(str(t["owner"]) for t in others):  # the larger owner withdraws
-                    self._delete_ticket(ticket)
-                    time.sleep(self.pause * random.uniform(1.0, 2.0))
-                    self._put_ticket(ticket, owner, expires, ttl_seconds)
-                else:
-                    time.sleep(self.pause)
-        except BaseException:
-            self._delete_ticket(ticket)
-            raise
-        self._delete_ticket(ticket)
-        holder = min(others, key=lambda t: str(t["expires"]))
-        raise LockError(f"another apimsync run holds the lock on {self.apim.svc} (owner {holder['owner']}, until "
-                        f"{holder['expires']}); wait, or break it with --force-lock")
+        for _ in range(self.ROUNDS):  # creations and lost races: another run wrote between our read and write
+            current = self.apim.read_named_value(name)
+            if current is None:  # no lock yet: create it free (unconditional: no If-None-Match), then take it
+                if not self.apim.write_named_value(name, Holder(None, None).text(), if_match=None):
+                    time.sleep(self.pause * random.uniform(0.5, 1.5))  # another run is creating it
+                continue
+            text, etag = current
+            holder = Holder.parse(text)
+            if holder.live() and not force:
+                raise LockError(f"another apimsync run holds the lock on {self.apim.svc} (owner {holder.owner}, "
+                                f"until {holder.shown_expiry}); wait, or break it with --force-lock")
+            if generation is not None and holder.generation != generation:
+                raise LockError(f"another apimsync run wrote to {self.apim.svc} while this run was planning (the "
+                                "lock changed hands since); nothing was written: run again")
+            mine = Holder(owner, _now() + timedelta(seconds=ttl_seconds), ttl_seconds, holder.generation + 1)
+            if not self.apim.write_named_value(name, mine.text(), if_match=etag):
+                time.sleep(self.pause * random.uniform(0.1, 1.0))  # another run wrote first: read again
+                continue
+            time.sleep(self.pause)  # a creation that raced ours lands within this pause
+            confirm = self.apim.read_named_value(name)
+            if confirm is not None and Holder.parse(confirm[0]).owner == owner:
+                return owner
+        raise LockError(f"could not take the lock on {self.apim.svc}: other runs kept changing it; try again")
 
-    def keep(self, ticket: str, ttl_seconds: int) -> None:
-        """Renew ``ticket`` every third of its TTL until :meth:`release`: a run longer than the TTL keeps its lock.
-        A renewal that fails is logged and tried again a third of the TTL later (two failures in a row leave a
-        third of the TTL)."""
-        owner = ticket.rsplit("-", 1)[-1]
+    def keep(self, ticket: str, name: str, ttl_seconds: int) -> None:
+        """Renew our hold every third of its TTL until :meth:`release`, by compare-and-swap: a run longer than
+        the TTL keeps its lock, and a lock someone replaced is reported (:meth:`lost`), not taken back."""
         stop = threading.Event()
 
         def renew() -> None:
             while not stop.wait(ttl_seconds / 3):
-                expires = (datetime.now(timezone.utc) + timedelta(seconds=ttl_seconds)).isoformat()
                 try:
-                    self._put_ticket(ticket, owner, expires, ttl_seconds)
+                    current = self.apim.read_named_value(name)
+                    if current is None or Holder.parse(current[0]).owner != ticket:
+                        self._lost.add(ticket)
+                        log.error("the sync lock on %s was taken from this run (broken with --force-lock?); no "
+                                  "further write starts", self.apim.svc)
+                        return
+                    held = Holder.parse(current[0])
+                    mine = Holder(ticket, _now() + timedelta(seconds=ttl_seconds), ttl_seconds, held.generation)
+                    if not self.apim.write_named_value(name, mine.text(), if_match=current[1]):
+                        log.warning("renewing the sync lock: it changed meanwhile; checking again")
                 except TargetError as exc:
                     log.warning("renewing the sync lock: %s", exc)
 
@@ -98,63 +108,75 @@ class TicketLock:
         self._renewals[ticket] = (stop, thread)
         thread.start()
 
+    def lost(self, ticket: str) -> bool:
+        """Whether a renewal found the lock held by someone else (it was broken or replaced)."""
+        return ticket in self._lost
+
     def release(self, name: str, ticket: str) -> None:
-        """Stop renewing our ticket (a renewal in flight finishes first, so none re-creates it) and delete it; a
-        failure is only logged (the ticket expires by itself)."""
+        """Stop renewing (a renewal in flight finishes first) and free the lock if we still hold it; a failure is
+        only logged (the hold expires by itself)."""
         stop, thread = self._renewals.pop(ticket, (None, None))
         if stop is not None and thread is not None:
             stop.set()
             thread.join()
         try:
-            self._delete_ticket(ticket, quiet=False)
+            for _ in range(3):
+                current = self.apim.read_named_value(name)
+                held = Holder.parse(current[0]) if current is not None else None
+                if current is None or held is None or held.owner != ticket:
+                    return  # not ours (any more): leave it as it is
+                if self.apim.write_named_value(name, Holder(None, None, 0, held.generation).text(),
+                                               if_match=current[1]):
+                    return
         except TargetError as exc:  # it expires by itself; never fail a finished sync over it
-            log.warning("%s", exc)
+            log.warning("releasing the sync lock: %s", exc)
 
-    def _put_ticket(self, ticket: str, owner: str, expires: str, ttl_seconds: int) -> None:
-        from azure.mgmt.apimanagement.models import NamedValueCreateContract
 
-        body = NamedValueCreateContract(display_name=ticket, secret=False, value=json.dumps(
-            {"owner": owner, "expires": expires, "ttl": ttl_seconds}))
-        self.apim._call("taking the sync lock", lambda: self.apim.client.named_value.begin_create_or_update(
-            self.apim.rg, self.apim.svc, ticket, body, polling=self.apim._poller()).result())
+class Holder:
+    """Who holds a lock until when, read from its value. Nothing in it is trusted: a value that is not ours to
+    read is a free lock, and an expiry is bounded, so no text in APIM can crash a run or block ``--force-lock``."""
 
-    def _tickets(self, name: str) -> list[dict[str, Any]]:
-        """The live tickets of lock ``name`` (expired or unreadable ones are deleted on the way)."""
-        now = datetime.now(timezone.utc)
-        listed = self.apim._call("reading the sync lock", lambda: list(self.apim.client.named_value.list_by_service(
-            self.apim.rg, self.apim.svc, filter=f"startswith(displayName,'{name}-')")))
-        live = []
-        for nv in listed:
-            try:
-                held = json.loads(nv.value or "")
-                expires = _parse_time(held.get("expires"))
-                grace = min(60.0, 0.1 * float(held.get("ttl") or 0))
-            except (ValueError, AttributeError, TypeError):
-                expires = None
-            if expires is None or expires.tzinfo is None or expires + timedelta(seconds=grace) <= now:
-                self._delete_ticket(str(nv.name))
-                continue
-            live.append({"ticket": str(nv.name), "owner": str(held.get("owner")), "expires": held.get("expires")})
-        return live
+    def __init__(self, owner: str | None, expires: datetime | None, ttl: float = 0.0, generation: int = 0,
+                 shown: str = "") -> None:
+        self.owner = owner
+        self.expires = expires
+        self.ttl = ttl
+        self.generation = generation
+        self.shown_expiry = shown or (expires.isoformat() if expires else "")
 
-    def _delete_ticket(self, ticket: str, *, quiet: bool = True) -> None:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        def run() -> None:
-            try:
-                self.apim.client.named_value.delete(self.apim.rg, self.apim.svc, ticket, if_match="*")
-            except ResourceNotFoundError:
-                pass
-
+    @classmethod
+    def parse(cls, text: str | None) -> Holder:
         try:
-            self.apim._call("releasing the sync lock", run)
-        except TargetError:
-            if not quiet:
-                raise
+            data: Any = json.loads(text or "")
+            owner, expires, ttl = data.get("owner"), data.get("expires"), data.get("ttl")
+            number = data.get("generation")
+            generation = number if isinstance(number, int) and not isinstance(number, bool) \
+                and 0 <= number < 2**53 else 0
+            seconds = float(ttl) if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) else 0.0
+            if not owner:
+                return cls(None, None, 0.0, generation)
+            when: datetime | None = datetime.fromisoformat(str(expires))
+            if when is not None and when.tzinfo is None:
+                when = None
+            return cls(str(owner)[:64], when, min(max(seconds, 0.0), MAX_TTL), generation, str(expires)[:40])
+        except (ValueError, TypeError, AttributeError, OverflowError, RecursionError):
+            return cls(None, None)
+
+    def live(self) -> bool:
+        """Held and not expired, with a grace of a tenth of the TTL (at most a minute) for clocks that differ. Any
+        hold, a forged one with an expiry in the year 9999 included, is broken by ``--force-lock``."""
+        if not self.owner or self.expires is None:
+            return False
+        try:
+            grace = timedelta(seconds=min(60.0, 0.1 * self.ttl))
+            return self.expires + grace > _now()
+        except OverflowError:
+            return True
+
+    def text(self) -> str:
+        return json.dumps({"owner": self.owner, "expires": self.expires.isoformat() if self.expires else None,
+                           "ttl": self.ttl, "generation": self.generation})
 
 
-def _parse_time(text: Any) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(text))
-    except ValueError:
-        return None
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from apimsync.config import ApimSettings
 from apimsync.credentials import make_credential
 from apimsync.errors import TargetError
-from apimsync.lock import TicketLock
+from apimsync.lock import SyncLock
 from apimsync.model import ActualApi, DesiredApi, NamedValueState, api_from_arm
 from apimsync.pacing import gate_policy
 
@@ -83,7 +83,7 @@ class ApimTarget:
         self._retry_total = retry_total
         self._concurrency = concurrency
         self._gate = gate_policy(reserve=max(2, concurrency))
-        self.lock = TicketLock(self)
+        self.lock = SyncLock(self)
         if client is not None:
             self.__dict__["client"] = client
 
@@ -222,6 +222,41 @@ class ApimTarget:
 
         return self._call(f"reading named value {name}", run)
 
+    def read_named_value(self, name: str) -> tuple[str | None, str] | None:
+        """A plain named value's value and ETag (None: it does not exist). For the lock, whose value is no secret."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        def run() -> tuple[str | None, str] | None:
+            try:
+                nv, etag = self._with_etag(self.client.named_value.get, name)
+            except ResourceNotFoundError:
+                return None
+            return (None if nv.value is None else str(nv.value)), str(etag)
+
+        return self._call(f"reading named value {name}", run)
+
+    def write_named_value(self, name: str, value: str, *, if_match: str | None) -> bool:
+        """Write a plain (not secret) named value; with ``if_match``, only over that ETag: False when another
+        write came first (412, or 409 while it runs). For the lock's compare-and-swap."""
+        from azure.core.exceptions import HttpResponseError
+        from azure.mgmt.apimanagement.models import NamedValueCreateContract
+
+        body = NamedValueCreateContract(display_name=name, secret=False, value=value)
+
+        def run() -> bool:
+            try:
+                self.client.named_value.begin_create_or_update(self.rg, self.svc, name, body, if_match=if_match,
+                                                               polling=self._poller()).result()
+            except HttpResponseError as exc:
+                # 412: written since it was read; 409: a write is running on it now. Either way another run
+                # came first: the caller reads again rather than repeat a write meant for what it read
+                if exc.status_code in (409, 412):
+                    return False
+                raise
+            return True
+
+        return self._call(f"writing named value {name}", run)
+
     def gateway_url(self) -> str:
         """The service's gateway URL (``properties.gatewayUrl`` of the service resource)."""
         service = self._call(f"reading service {self.svc}",
@@ -336,7 +371,7 @@ class ApimTarget:
             assert change.secret_value is not None
             body = NamedValueCreateContract(display_name=change.name, secret=True,
                                             value=change.secret_value.reveal(),
-                                            tags=[f"apimsync-fp-{change.secret_value.fingerprint()}"])
+                                            tags=[f"apimsync-fp-{change.fingerprint}"])
         self._call(f"writing named value {change.name}", lambda: self.client.named_value.begin_create_or_update(
             self.rg, self.svc, change.name, body, polling=self._poller()).result())
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -138,11 +140,23 @@ def test_write_during_a_running_operation_is_a_conflict() -> None:
         assert create_again.json()["error"]["code"] == "PessimisticConcurrencyConflict"
 
 
+def _until_written(c: Any, rg: str, svc: str, name: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            c.named_value.get(rg, svc, name)
+            return
+        except ResourceNotFoundError:
+            time.sleep(0.02)
+    raise AssertionError(f"named value {name} was never written")
+
+
 def test_named_value_polling_bug_and_its_workaround(emu: ApimEmulator) -> None:
     c, rg, svc = emu.client(), emu.RESOURCE_GROUP, emu.SERVICE
     contract = NamedValueCreateContract(display_name="token", value="s3cret", secret=True, tags=["a"])
     with pytest.raises(HttpResponseError, match="No status found in body"):
         c.named_value.begin_create_or_update(rg, svc, "token", contract).result()  # SDK 5.0.0, as against Azure
+    _until_written(c, rg, svc, "token")  # a second write while the first runs would be refused (409)
     nv = c.named_value.begin_create_or_update(rg, svc, "token", contract, polling=poll()).result()
     assert nv.secret is True and nv.value is None
     assert all(item.value is None for item in c.named_value.list_by_service(rg, svc))

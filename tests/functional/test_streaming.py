@@ -3,6 +3,7 @@ still applies exactly what ``plan`` shows; deletes wait for the complete plan.""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -72,7 +73,8 @@ def test_a_plan_that_fails_after_writes_began_releases_the_lock(sandbox: Sandbox
     with pytest.raises(TargetError, match="policy"):
         sandbox.engine().sync()
     client, rg, svc = sandbox.apim.client(), sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
-    assert not [nv.name for nv in client.named_value.list_by_service(rg, svc) if "lock" in str(nv.name)]
+    locks = [json.loads(nv.value) for nv in client.named_value.list_by_service(rg, svc) if "lock" in str(nv.name)]
+    assert locks and all(lock["owner"] is None for lock in locks), "the lock is free again"
     assert "dbx-churn-classifier-2" in {str(a.name) for a in client.api.list_by_service(rg, svc)}, \
         "the create streamed before the plan failed was carried out"
     sandbox.apim.faults.clear()

@@ -95,12 +95,15 @@ def test_concurrent_syncs_do_not_corrupt_each_other(sandbox: Sandbox) -> None:
     assert report.ok and not report.plan.has_changes
 
 
-def _contend(box: Sandbox, name: str) -> tuple[list[tuple[ApimTarget, str]], list[LockError]]:
-    """Two runs ask for the lock at the same moment; (who holds it, who was refused)."""
-    contenders = [box.engine().apim for _ in range(2)]
-    barrier = threading.Barrier(2)
+def _contend(box: Sandbox, name: str, runs: int = 2) -> tuple[list[tuple[ApimTarget, str]], list[LockError]]:
+    """``runs`` runs, each with its own SDK client, ask for the lock at the same moment; (who holds it, who was
+    refused). The holders keep it until every run has answered, as a sync keeps it while it writes."""
+    contenders = [box.engine().apim for _ in range(runs)]
+    barrier = threading.Barrier(runs)
+    done = threading.Barrier(runs)
     held: list[tuple[ApimTarget, str]] = []
     refused: list[LockError] = []
+    errors: list[Exception] = []
 
     def take(apim: ApimTarget) -> None:
         apim.lock.pause = 0.05
@@ -109,42 +112,110 @@ def _contend(box: Sandbox, name: str) -> tuple[list[tuple[ApimTarget, str]], lis
             held.append((apim, apim.lock.acquire(name, 60)))
         except LockError as exc:
             refused.append(exc)
+        except Exception as exc:  # reported by the assertions: never a hung barrier
+            errors.append(exc)
+        finally:
+            done.wait()
 
     threads = [threading.Thread(target=take, args=(apim,)) for apim in contenders]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=60)
+        t.join(timeout=120)
+    assert not errors, errors
     return held, refused
 
 
-def test_two_first_runs_never_both_hold_the_lock(sandbox: Sandbox) -> None:
-    """NamedValue_CreateOrUpdate takes If-Match but no If-None-Match (apimnamedvalues.json, 2024-05-01), so a
-    named value cannot be created exclusively: before, two first runs both PUT the missing lock and, when one
-    re-read before the other wrote, both went on. Now each run creates its own ticket and proceeds only when its
-    ticket is the only one listed (apimsync/target.py states the protocol and why it is safe)."""
-    name = sandbox.engine().lock_name
-    for _ in range(8):
-        held, refused = _contend(sandbox, name)
-        assert len(held) == 1 and len(refused) == 1, "exactly one of two simultaneous first runs holds the lock"
-        assert "holds the lock" in str(refused[0])
-        apim, ticket = held[0]
-        apim.lock.release(name, ticket)
-    left = [nv.name for nv in sandbox.apim.client().named_value.list_by_service(
-        sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE) if nv.name.startswith(name)]
-    assert left == [], "no ticket is left behind"
+def _lock_value(box: Sandbox, name: str) -> dict[str, object]:
+    nv = box.apim.client().named_value.get(box.apim.RESOURCE_GROUP, box.apim.SERVICE, name)
+    return dict(json.loads(nv.value))
 
 
-def test_a_foreign_or_unreadable_ticket_never_crashes_the_lock(sandbox: Sandbox) -> None:
-    """A ticket with a time without zone, or no JSON at all, is not a live lock: it is removed, not compared."""
-    name = sandbox.engine().lock_name
+def test_concurrent_first_runs_exactly_one_holds_the_lock() -> None:
+    """NamedValue_CreateOrUpdate takes If-Match, and a write over a stale ETag is refused (412); a second write
+    while one runs is refused too (409): so of 8 runs that find no lock, or the same free one, exactly one takes
+    it, in each of 20 rounds, with the emulator's long-running-operation delays (a named value PUT answers 202
+    and completes later). Each round uses a new lock, as 8 first runs on an empty APIM would."""
+    with Sandbox(latency=lro_only(0.1)) as box:
+        for round_ in range(20):
+            name = f"apimsync-lock-round{round_}"
+            held, refused = _contend(box, name, runs=8)
+            assert len(held) == 1 and len(refused) == 7, f"round {round_}: {len(held)} runs hold the lock"
+            assert all("holds the lock" in str(exc) for exc in refused)
+            apim, ticket = held[0]
+            assert _lock_value(box, name)["owner"] == ticket
+            apim.lock.release(name, ticket)
+            assert _lock_value(box, name)["owner"] is None, "released: the lock is free, not deleted"
+
+
+def test_two_syncs_started_together_apply_once(sandbox: Sandbox) -> None:
+    """Two whole syncs on an empty APIM at the same moment: one applies every API, the other stops with the lock
+    error before any write of its own."""
+    engines = [sandbox.engine() for _ in range(2)]
+    for engine in engines:
+        engine.apim.lock.pause = 0.05
+    barrier = threading.Barrier(2)
+    results: list[object] = []
+
+    def run(engine: object) -> None:
+        barrier.wait()
+        try:
+            results.append(engine.sync())  # type: ignore[attr-defined]
+        except LockError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=run, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    reports = [r for r in results if not isinstance(r, LockError)]
+    assert len(reports) == 1 and len(results) == 2
+    assert reports[0].ok and len(api_ids(sandbox)) == READY  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("value", ['{"owner": "x", "expires": "2999-01-01T00:00:00"}', "not json", "[]",
+                                   '{"owner": "forged", "expires": "9999-12-31T23:59:59+00:00", "ttl": 1e308}',
+                                   '{"owner": "x", "expires": "99999-01-01T00:00:00+00:00"}',
+                                   '{"owner": {"a": 1}, "expires": 5, "ttl": "x"}'])
+def test_a_foreign_forged_or_unreadable_lock_never_crashes_a_run(sandbox: Sandbox, value: str) -> None:
+    """Whatever the lock's value says, a run reads it without a traceback: unreadable is free, a hold until the
+    year 9999 holds (the run stops with the lock error, exit 1), and --force-lock takes any of them."""
+    engine = sandbox.engine()
     client = sandbox.apim.client()
-    for suffix, value in (("naive", '{"owner": "x", "expires": "2999-01-01T00:00:00"}'), ("junk", "not json")):
-        client.named_value.begin_create_or_update(
-            sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE, f"{name}-{suffix}",
-            NamedValueCreateContract(display_name=f"{name}-{suffix}", value=value), polling=location_poller(0.02)
-        ).result()
-    assert sandbox.engine().sync().ok
+    client.named_value.begin_create_or_update(
+        sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE, engine.lock_name,
+        NamedValueCreateContract(display_name=engine.lock_name, value=value), polling=location_poller(0.02)).result()
+    engine.apim.lock.pause = 0.01
+    if "9999-12-31" in value:  # a forged hold holds: the run stops with the lock error
+        with pytest.raises(LockError, match=r"holds the lock.*9999"):
+            engine.sync()
+    else:
+        assert engine.sync().ok
+    forced = sandbox.engine()
+    forced.apim.lock.pause = 0.01
+    assert forced.sync(force_lock=True).ok
+    assert _lock_value(sandbox, engine.lock_name)["owner"] is None
+
+
+def test_a_lock_taken_from_its_holder_stops_its_writes(sandbox: Sandbox) -> None:
+    """A holder whose lock was broken (--force-lock by another run) notices at its next renewal and starts no
+    further write; it does not take the lock back."""
+    settings = sandbox.settings(lock_ttl_seconds=1)
+    holder = sandbox.engine(settings)
+    holder.apim.lock.pause = 0.01
+    ticket = holder.apim.lock.acquire(holder.lock_name, 1)
+    holder.apim.lock.keep(ticket, holder.lock_name, 1)
+    breaker = sandbox.engine(settings)
+    breaker.apim.lock.pause = 0.01
+    taken = breaker.apim.lock.acquire(breaker.lock_name, 60, force=True)
+    deadline = time.monotonic() + 5
+    while not holder.apim.lock.lost(ticket) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert holder.apim.lock.lost(ticket)
+    holder.apim.lock.release(holder.lock_name, ticket)
+    assert _lock_value(sandbox, holder.lock_name)["owner"] == taken, "the old holder never frees another's lock"
+    breaker.apim.lock.release(breaker.lock_name, taken)
 
 
 def test_stale_lock_expires_by_itself(sandbox: Sandbox) -> None:
@@ -163,17 +234,16 @@ def test_a_kept_lock_outlives_its_ttl_until_released(sandbox: Sandbox) -> None:
     """A run longer than the lock's TTL renews its ticket (every third of the TTL), so no other run can take the
     lock as stale while it works; once released, the next run takes it at once."""
     holder = sandbox.engine(sandbox.settings(lock_ttl_seconds=1))
+    holder.apim.lock.pause = 0.01
     ticket = holder.apim.lock.acquire(holder.lock_name, 1)
-    holder.apim.lock.keep(ticket, 1)
+    holder.apim.lock.keep(ticket, holder.lock_name, 1)
     time.sleep(1.5)  # past the TTL and its grace: without renewal the ticket would be stale
     waiting = sandbox.engine(sandbox.settings(lock_ttl_seconds=1))
     waiting.apim.lock.pause = 0.05
     with pytest.raises(LockError):
         waiting.apim.lock.acquire(waiting.lock_name, 1)
     holder.apim.lock.release(holder.lock_name, ticket)
-    client, rg, svc = sandbox.apim.client(), sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
-    assert not [nv.name for nv in client.named_value.list_by_service(rg, svc) if "lock" in str(nv.name)], \
-        "a renewal never re-creates a released ticket"
+    assert _lock_value(sandbox, holder.lock_name)["owner"] is None, "a renewal never takes a released lock back"
     taken = waiting.apim.lock.acquire(waiting.lock_name, 1)
     waiting.apim.lock.release(waiting.lock_name, taken)
 
@@ -184,12 +254,12 @@ BROKEN_SPECS = {
     "swagger 2.0": json.dumps({"swagger": "2.0", "info": {"title": "t", "version": "1"}, "paths": {}}),
     "no paths": json.dumps({"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {}}),
     "a JSON array": "[1, 2, 3]",
-    "an external $ref": json.dumps({"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {"/x": {
+    "an external $ref": json.dumps({"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {
+        "/invocations": {
         "post": {"responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {
             "$ref": "other.json#/Thing"}}}}}}}}}),
     "over 4 MB": json.dumps({"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {
-        f"/p{i}": {"post": {"description": "x" * 1000, "responses": {"200": {"description": "ok"}}}}
-        for i in range(4300)}}),
+        "/invocations": {"post": {"description": "x" * 4_300_000, "responses": {"200": {"description": "ok"}}}}}}),
 }
 
 

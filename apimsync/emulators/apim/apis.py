@@ -68,11 +68,6 @@ class Apis(Service):
                  "type": "http", "provisioningState": "Succeeded"}
         return {"id": self.arm_id("apis", api_id), "type": TYPES["apis"], "name": api_id, "properties": props}
 
-    def _busy(self, base: str) -> None:
-        for op in self._operations.values():
-            if op.api_key == base and op.status == "InProgress":
-                raise ArmError(409, "PessimisticConcurrencyConflict", "Operation on the API is in progress")
-
     def _check_if_match(self, request: Request, etag: str | None, required: bool) -> None:
         if_match = request.headers.get("if-match")
         if if_match is None:

@@ -92,7 +92,7 @@ class Service:
     def _list(self, request: Request, parts: list[str], items: list[dict[str, Any]]) -> Response:
         raise NotImplementedError
 
-    def _start_lro(self, resource: str, async_code: int, finish: Any, lro_fail: bool, api_key: str | None, *,
+    def _start_lro(self, resource: str, async_code: int, finish: Any, lro_fail: bool, busy_key: str | None, *,
                    body: dict[str, Any] | None, status: int, etag: str | None = None) -> Response:
         raise NotImplementedError
 
@@ -109,10 +109,10 @@ class Service:
     def _split(api_id: str) -> tuple[str, str | None]:
         raise NotImplementedError
 
-    def _busy(self, base: str) -> None:
+    def _check_if_match(self, request: Request, etag: str | None, required: bool) -> None:
         raise NotImplementedError
 
-    def _check_if_match(self, request: Request, etag: str | None, required: bool) -> None:
+    def _busy(self, key: str, what: str = "API") -> None:
         raise NotImplementedError
 
     def _revision(self, api_id: str) -> dict[str, Any]:

@@ -30,11 +30,11 @@ class Operation:
     fail: bool = False
     started: str = field(default_factory=now)
     status: str = "InProgress"
-    api_key: str | None = None  # the API whose writes are blocked while this runs
+    busy_key: str | None = None  # the entity whose writes are refused (409) while this runs
 
 
 class LongRunning(Service):
-    def _start_lro(self, resource: str, async_code: int, finish: Any, lro_fail: bool, api_key: str | None, *,
+    def _start_lro(self, resource: str, async_code: int, finish: Any, lro_fail: bool, busy_key: str | None, *,
                    body: dict[str, Any] | None, status: int, etag: str | None = None) -> Response:
         op_id = uuid.uuid4().hex[:24]
         fail = lro_fail or self.faults.roll_lro_failure()
@@ -42,7 +42,7 @@ class LongRunning(Service):
                     f"&asyncCode={async_code}")
         seconds = self.latency.lro(resource)
         due = time.monotonic() + seconds / self.time_scale
-        self._operations[op_id] = Operation(op_id, location, async_code, due, finish, fail, api_key=api_key)
+        self._operations[op_id] = Operation(op_id, location, async_code, due, finish, fail, busy_key=busy_key)
         headers = {"Location": location,
                    "Azure-AsyncOperation": f"{self.url}{self.base_path}/tenant/operationResults/{op_id}"
                                            f"?api-version={API_VERSION}"}
@@ -51,6 +51,15 @@ class LongRunning(Service):
         if seconds <= 0:
             self._advance()
         return Response.json(status, body, headers) if body is not None else Response(status, b"", headers)
+
+    def _busy(self, key: str, what: str = "API") -> None:
+        """409 PessimisticConcurrencyConflict while a write to ``key`` runs: APIM's answer to a second write on an
+        entity whose operation is in progress ("Operation on the API is in progress", Azure/apiops#497,
+        apiops-cli#252). One write at a time is also what makes an If-Match compare-and-swap exact: the second
+        writer is refused now and finds the new ETag afterwards (412)."""
+        for op in self._operations.values():
+            if op.busy_key == key and op.status == "InProgress":
+                raise ArmError(409, "PessimisticConcurrencyConflict", f"Operation on the {what} is in progress")
 
     def _advance(self) -> None:
         """Finish due operations (called under the lock on every request)."""

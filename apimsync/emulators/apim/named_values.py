@@ -41,6 +41,7 @@ class NamedValues(Service):
         if m == "DELETE":
             if nv_id not in nvs:
                 return Response(204)
+            self._busy(f"namedValues/{nv_id}", "named value")
             self._check_if_match(request, nvs[nv_id]["etag"], required=True)
             name = nvs[nv_id]["displayName"]
             for entry in self._state.apis.values():
@@ -62,6 +63,7 @@ class NamedValues(Service):
                 raise ArmError(400, "ValidationError", "Property 'value' is required (1-4096 characters).")
             if len(props.get("tags") or []) > 32:  # NamedValueEntityBaseParameters.tags: maxItems 32
                 raise ArmError(400, "ValidationError", "A named value has at most 32 tags.")
+            self._busy(f"namedValues/{nv_id}", "named value")
             if nv_id in nvs:
                 self._check_if_match(request, nvs[nv_id]["etag"], required=False)
             elif request.headers.get("if-match") not in (None, "*"):
@@ -80,7 +82,7 @@ class NamedValues(Service):
                        "properties": {"displayName": display, "secret": record["secret"], "tags": record["tags"],
                                       "provisioningState": "InProgress"}}
             return self._start_lro(f"namedValues/{quote(nv_id, safe='')}", 201 if created else 200, finish, lro_fail,
-                                   None, body=pending, status=201 if created else 200, etag=etag)
+                                   f"namedValues/{nv_id}", body=pending, status=201 if created else 200, etag=etag)
         raise ArmError(405, "MethodNotAllowed", f"{m} is not allowed on a named value.")
 
     @staticmethod
