@@ -61,14 +61,23 @@ def backend_problem(url: str, workspace_url: str, extra_hosts: Sequence[str] = (
     problem = insecure_url_problem(url)
     if problem:
         return f"backend {problem}"
-    host = (urlsplit(url).hostname or "").lower()
-    workspace_host = (urlsplit(workspace_url).hostname or "").lower()
-    if host == workspace_host:
+    parts, workspace = urlsplit(url), urlsplit(workspace_url)
+    host, port = (parts.hostname or "").lower(), _port(parts.scheme, parts.port)
+    workspace_host = (workspace.hostname or "").lower()
+    # the workspace's own host means its own port too (on loopback, another port is another service)
+    if host == workspace_host and port == _port(workspace.scheme, workspace.port):
         return None
     zone = next((z for z in CLOUD_ZONES if workspace_host.endswith(z)), None)
-    if zone is not None and host.endswith(zone):
+    if zone is not None and host.endswith(zone) and port == 443:
         return None
-    if any(fnmatch.fnmatchcase(host, pattern.lower()) for pattern in extra_hosts):
-        return None
-    return (f"backend host '{host}' is neither the workspace's host nor a Databricks data-plane host of its cloud; "
+    for pattern in extra_hosts:
+        want_host, _, want_port = pattern.lower().partition(":")
+        if fnmatch.fnmatchcase(host, want_host) and port == (int(want_port) if want_port else 443):
+            return None
+    where = host if port == 443 else f"{host}:{port}"
+    return (f"backend host '{where}' is neither the workspace's host nor a Databricks data-plane host of its cloud; "
             "the credential would go there (allow it with apis.backend_hosts if it is yours)")
+
+
+def _port(scheme: str, port: int | None) -> int:
+    return port if port is not None else (80 if scheme == "http" else 443)

@@ -35,6 +35,16 @@ def known_keys(cls: type, prefix: str) -> list[str]:
     return keys
 
 
+def hint_of(cls: type, dotted: str) -> Any:
+    """The type hint of a dotted setting (``prune.enabled`` → bool)."""
+    head, _, rest = dotted.partition(".")
+    hint = get_type_hints(cls)[head]
+    return hint_of(dataclass_of(hint) or cls, rest) if rest else hint
+
+
+ENV_BOOLEANS = {"yes": "true", "on": "true", "no": "false", "off": "false"}  # what environment variables also say
+
+
 def dataclass_of(hint: Any) -> type | None:
     """The dataclass in ``X``, ``X | None`` or ``tuple[X, ...]``."""
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
@@ -121,8 +131,10 @@ def coerce(hint: Any, value: Any, origin: str, key: str) -> Any:
     if hint is bool or text == "bool":
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-            return value.strip().lower() in ("true", "yes", "1", "on")
+        # from the environment (or a quoted YAML value): true/false or 1/0 only; "no", "off" or "n" are the
+        # strings YAML 1.1 and 1.2 read differently, so they are refused rather than guessed
+        if isinstance(value, str) and value.strip().lower() in ("true", "1", "false", "0"):
+            return value.strip().lower() in ("true", "1")
         raise ConfigError(f"{origin}: {key}: expected true or false, got {describe(value)}")
     if hint is int or text == "int":
         if isinstance(value, bool) or not is_int(value):

@@ -33,7 +33,9 @@ def handle_errors(func: F) -> F:
             ctx = click.get_current_context(silent=True)
             if ctx is not None and ctx.find_root().params.get("debug"):
                 raise
-            click.echo(f"Error: {exc}", err=True)
+            from apimsync.text import printable
+
+            click.echo(f"Error: {printable(str(exc))}", err=True)  # may quote a workspace's or the environment's text
             sys.exit(exc.exit_code)
 
     return wrapper  # type: ignore[return-value]
@@ -250,15 +252,28 @@ def sync(ctx: click.Context, config: str | None, output: str | None, prune: bool
 
 
 def _reviewed_checksum(path: str) -> str:
+    """The checksum of a reviewed plan file, recomputed over its content: a file edited after the review (a change
+    removed, the checksum kept) is refused here, before anything is read or written."""
     from apimsync.errors import ConfigError
     from apimsync.files import read_text
+    from apimsync.planner import checksum_of
 
     try:
-        checksum = json.loads(read_text(path, ConfigError)).get("checksum")
-    except (ValueError, AttributeError):
-        checksum = None
+        data = json.loads(read_text(path, ConfigError))
+    except RecursionError:
+        raise ConfigError(f"{path}: not a plan written by apimsync plan --out (nested too deeply)") from None
+    except ValueError:
+        data = None
+    checksum = data.get("checksum") if isinstance(data, dict) else None
     if not isinstance(checksum, str) or len(checksum) != 64:
         raise ConfigError(f"{path}: not a plan written by apimsync plan --out (no checksum)")
+    try:
+        recomputed = checksum_of(data)
+    except (RecursionError, ValueError, TypeError):
+        recomputed = None
+    if recomputed != checksum:
+        raise ConfigError(f"{path}: the plan's content does not match its checksum (edited after it was written); "
+                          "nothing was written: run apimsync plan --out again and review the new plan")
     return checksum
 
 
@@ -340,8 +355,19 @@ def emulate(fixtures: str | None, endpoints: int | None, databricks_port: int, a
     from apimsync.emulators.databricks import DEFAULT_FIXTURES
     from apimsync.emulators.latency import MODELS
     from apimsync.emulators.sandbox import Sandbox, workspace_name
+    from apimsync.errors import ConfigError
 
     chosen = fixtures or (None if endpoints else DEFAULT_FIXTURES)
+    if state:
+        from pathlib import Path
+
+        try:
+            from apimsync.emulators.apim.state import State
+
+            if Path(state).exists():
+                State.load(Path(state))
+        except ValueError as exc:
+            raise ConfigError(f"--state {exc}") from None
     box = Sandbox(fixtures=chosen, endpoints=endpoints, databricks_port=databricks_port, apim_port=apim_port,
                   gateway_port=gateway_port, state_file=state, throttle=Throttle(enabled=throttle),
                   time_scale=time_scale, latency=MODELS[latency_model], workspaces=workspaces)

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from apimsync.backend import insecure_url_problem
-from apimsync.binding import build, frozen_map, get_key, known_keys, set_key
+from apimsync.binding import ENV_BOOLEANS, build, frozen_map, get_key, hint_of, known_keys, set_key
 from apimsync.errors import ConfigError
 from apimsync.files import load_yaml, read_text
 from apimsync.naming import render_name, sanitize_api_id, sanitize_path
@@ -295,8 +295,18 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, str]:
     for dotted in known_keys(Settings, ""):
         name = "APIMSYNC_" + dotted.replace(".", "_").upper()
         if name in env:
-            out[dotted] = env[name]
+            value = env[name]
+            if hint_of(Settings, dotted) is bool:
+                value = ENV_BOOLEANS.get(value.strip().lower(), value)
+            out[dotted] = value
     return out
+
+
+MAX_TPM = 1_000_000_000  # llm-token-limit's tokens-per-minute: far above any deployment, far below an overflow
+MAX_LOCK_TTL = 86_400
+# a host, or "*." and two or more literal labels, optionally with a port
+BACKEND_HOST_PATTERN = re.compile(r"^(?:\*\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?::[0-9]{1,5})?$|^(?:localhost|"
+                                  r"[0-9.]+)(?::[0-9]{1,5})?$")
 
 
 def _check(s: Settings) -> None:
@@ -365,8 +375,8 @@ def _check(s: Settings) -> None:
     if not 1024 <= s.apis.max_request_bytes <= 4 * 1024 * 1024:
         raise ConfigError(f"{o}: apis.max_request_bytes: expected 1024 to 4194304 (validate-content's max-size)")
     if s.policy.llm is not None:
-        if s.policy.llm.tokens_per_minute is not None and s.policy.llm.tokens_per_minute < 1:
-            raise ConfigError(f"{o}: policy.llm.tokens_per_minute: expected a positive number")
+        if s.policy.llm.tokens_per_minute is not None and not 1 <= s.policy.llm.tokens_per_minute <= MAX_TPM:
+            raise ConfigError(f"{o}: policy.llm.tokens_per_minute: expected 1 to {MAX_TPM:,}")
         if s.policy.llm.tokens_per_minute and not s.apis.subscription_required:
             raise ConfigError(f"{o}: policy.llm.tokens_per_minute counts per subscription: it needs "
                               "apis.subscription_required (without a key there is no subscription to count)")
@@ -380,8 +390,13 @@ def _check(s: Settings) -> None:
         raise ConfigError(f"{o}: update_strategy: expected 'in-place' or 'revision', got '{s.update_strategy}'")
     if not 0 <= s.prune.max_delete_fraction <= 1:
         raise ConfigError(f"{o}: prune.max_delete_fraction: expected 0 to 1, got {s.prune.max_delete_fraction}")
-    if s.lock_ttl_seconds < 1:
-        raise ConfigError(f"{o}: lock_ttl_seconds: must be positive")
+    if not 1 <= s.lock_ttl_seconds <= MAX_LOCK_TTL:
+        raise ConfigError(f"{o}: lock_ttl_seconds: expected 1 to {MAX_LOCK_TTL} (a day)")
+    for pattern in s.apis.backend_hosts:
+        if not BACKEND_HOST_PATTERN.match(pattern):
+            raise ConfigError(f"{o}: apis.backend_hosts: '{pattern}' must name a domain: a host, or '*.' and at least "
+                              "two labels (*.example.com), optionally with :port; a broader pattern would let any "
+                              "workspace send the credential anywhere")
 
 
 def _check_source(o: str, key: str, source: NamedValueSource) -> None:

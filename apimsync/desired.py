@@ -90,6 +90,7 @@ def _desired(ep: Endpoint, spec: dict[str, Any] | None, s: Settings, pipeline: P
     from apimsync.policy import check_policy, render_policy
     from apimsync.spec import dump_spec
     from apimsync.transform import TransformContext, lint
+    from apimsync.transform.routes import published_routes
 
     names = {"endpoint": ep.name, "workspace": ep.workspace}
     stage = "naming"
@@ -108,7 +109,13 @@ def _desired(ep: Endpoint, spec: dict[str, Any] | None, s: Settings, pipeline: P
                                variables={**names, "api_id": api_id},
                                served_model_routes=s.apis.served_model_routes and not ep.route_optimized,
                                task=ep.task if s.apis.openai_routes else None)
+        dropped: list[str] = []
         if spec is not None:
+            # only the invocation routes apimsync knows, never the workspace's operation ids
+            spec, dropped = published_routes(spec, ep.served_entities)
+            if not spec["paths"]:
+                return Failure(ep.workspace, ep.name, stage, "the spec has no invocation route (POST /invocations or "
+                               "/served-models/<a served entity>/invocations); nothing to publish", api_id)
             # a fetched spec is this build's alone; a synthesized one shares its parts with the others
             out = pipeline.run(spec, ctx, owned=not synthesized)
             # APIM takes info.title/description from an imported spec (and refuses to change them on a new
@@ -130,7 +137,9 @@ def _desired(ep: Endpoint, spec: dict[str, Any] | None, s: Settings, pipeline: P
         check_policy(policy, origin=f"policy {template} with apimsync's optional policies")
         notes = ((f"spec synthesized from task {ep.task}",) if synthesized else ()) + (
             ("spec unchanged, not fetched",) if reuse is not None else ()) + (
-            ("OAuth service principal",) if "client_id_name" in variables else ()) + tuple(optional)
+            ("OAuth service principal",) if "client_id_name" in variables else ()) + tuple(optional) + (
+            (f"{len(dropped)} route(s) of the workspace's spec not published (not an invocation route)",)
+            if dropped else ())
     except ApimsyncError as exc:
         return Failure(ep.workspace, ep.name, stage, str(exc))
     except (RecursionError, ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -211,8 +220,10 @@ def kept_named_values(desired: list[DesiredApi], settings: Settings) -> dict[str
 
 
 def named_value_change(want: NamedValueDesired, have: NamedValueState | None,
-                       source: NamedValueSource) -> NamedValueChange:
-    """What to do with one named value: create, update (with why) or nothing."""
+                       source: NamedValueSource, salt: str) -> NamedValueChange:
+    """What to do with one named value: create, update (with why) or nothing. ``salt`` keys the value's
+    fingerprint (the named value's resource id)."""
+    fingerprint = want.secret_value.fingerprint(salt) if want.secret_value is not None else None
     kind = ("key_vault" if want.key_vault_id else "databricks_secret" if source.databricks_secret else
             "value" if source.value else "env")
     reasons: list[str] = []
@@ -223,9 +234,8 @@ def named_value_change(want: NamedValueDesired, have: NamedValueState | None,
             reasons.append("not marked secret")
         if want.key_vault_id and have.key_vault_id != want.key_vault_id:
             reasons.append("Key Vault reference changed")
-        if want.secret_value is not None and (
-                have.key_vault_id or have.value_fingerprint != want.secret_value.fingerprint()):
+        if fingerprint is not None and (have.key_vault_id or have.value_fingerprint != fingerprint):
             reasons.append("value changed (token rotated)")
         action = Action.UPDATE if reasons else Action.NOOP
     return NamedValueChange(want.name, action, tuple(reasons), kind, want.secret_value, want.key_vault_id,
-                            want.identity_client_id)
+                            want.identity_client_id, fingerprint)

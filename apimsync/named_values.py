@@ -64,8 +64,9 @@ class NamedValues:
                     else:
                         source, key = kept
                         want = resolve_named_value(source, env=self._env, key=key)
-                        self._decided[decision] = named_value_change(want, self._apim.get_named_value(name),
-                                                                     source)
+                        self._decided[decision] = named_value_change(
+                            want, self._apim.get_named_value(name), source, f"{self._apim.service_id}/namedValues/"
+                                                                             f"{name}")
                 except ApimsyncError as exc:
                     self._decided[decision] = str(exc)
             return self._decided[decision]

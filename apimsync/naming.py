@@ -48,6 +48,8 @@ def sanitize_api_id(raw: str) -> str:
 def sanitize_path(raw: str) -> str:
     """An APIM API path: segments of [A-Za-z0-9._~-] joined by '/', no leading or trailing '/', ≤ 400."""
     segments = [re.sub(r"[^A-Za-z0-9._~-]+", "-", seg).strip("-") for seg in raw.split("/")]
+    if any(seg in (".", "..") for seg in segments):
+        raise ConfigError(f"path template produced '{raw}', which has a '.' or '..' segment")
     path = "/".join(s for s in segments if s)[:400].strip("/")
     if not path:
         raise ConfigError(f"path template produced '{raw}', which has no usable characters")

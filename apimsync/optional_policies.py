@@ -1,5 +1,6 @@
-"""Optional policy fragments apimsync adds to an API's inbound section, chosen from the settings and the
-endpoint's task; each value in them is escaped like a template variable.
+"""Policy fragments apimsync adds to an API's inbound section: always the removal of the caller's subscription key
+(the workspace never sees it), and optional ones chosen from the settings and the endpoint's task; each value in
+them is checked and escaped like a template variable.
 
 - request validation (``apis.validate_requests``): ``validate-content`` against the imported request schema, so a
   malformed payload is refused at the gateway (400) before it costs a model invocation (Learn, "Validate content").
@@ -12,24 +13,35 @@ endpoint's task; each value in them is escaped like a template variable.
 from __future__ import annotations
 
 import re
-from xml.sax.saxutils import escape
 
 from apimsync.config import Settings
 from apimsync.errors import PolicyError
-from apimsync.policy import VALUE_ESCAPES
+from apimsync.policy import policy_value
 from apimsync.source import Endpoint
-from apimsync.transform.steps import OPENAI_ROUTES
+from apimsync.transform.steps import OPENAI_ROUTES, openai_operation_id
 
 LLM_TASKS = ("llm/v1/chat", "llm/v1/completions", "agent/v1/chat", "agent/v2/chat", "agent/v1/responses")
 
 
+KEEP_KEYS_IN_APIM = ('<set-header name="Ocp-Apim-Subscription-Key" exists-action="delete" />'
+                     '<set-query-parameter name="subscription-key" exists-action="delete" />')
+
+
 def _v(value: str) -> str:
-    return escape(value, VALUE_ESCAPES)
+    return policy_value(value, "an optional policy's value")
+
+
+def metric_dimension(name: str) -> str:
+    """A served entity's name as a metric dimension value: letters, digits, '.', '_', '-' only (the workspace
+    chooses it), at most 64 characters."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:64] or "unnamed"
 
 
 def optional_policies(ep: Endpoint, settings: Settings) -> tuple[list[str], list[str]]:
     """(inbound fragments, notes for the plan)."""
-    fragments: list[str] = []
+    # always: the caller's subscription key stays in APIM (APIM forwards the header and the query parameter to the
+    # backend unless a policy removes them: Learn, "Subscriptions in Azure API Management")
+    fragments: list[str] = [KEEP_KEYS_IN_APIM]
     notes: list[str] = []
     if settings.apis.validate_requests:
         fragments.append(
@@ -47,7 +59,7 @@ def optional_policies(ep: Endpoint, settings: Settings) -> tuple[list[str], list
                 'remaining-tokens-header-name="x-ratelimit-remaining-tokens" />')
             notes.append(f"LLM token limit {llm.tokens_per_minute}/min")
         if llm.emit_metrics:
-            model = ep.served_entities[0] if ep.served_entities else ep.name
+            model = metric_dimension(ep.served_entities[0]) if ep.served_entities else ep.name
             fragments.append(
                 f'<llm-emit-token-metric namespace="{_v(llm.metrics_namespace)}">'
                 '<dimension name="Subscription ID" /><dimension name="API ID" />'
@@ -55,8 +67,11 @@ def optional_policies(ep: Endpoint, settings: Settings) -> tuple[list[str], list
                 '</llm-emit-token-metric>')
             notes.append("LLM token metrics")
     if settings.apis.openai_routes and ep.task in OPENAI_ROUTES:
-        fragments.append('<choose><when condition="@(context.Operation.Id.StartsWith(&quot;openai-&quot;))">'
-                         '<rewrite-uri template="/invocations" copy-unmatched-params="true" /></when></choose>')
+        # the exact operation id apimsync gives the route (the workspace's operation ids never survive the
+        # transform: apimsync/transform/routes.py), so no other operation can switch the rewrite on
+        fragments.append(f'<choose><when condition="@(context.Operation.Id == &quot;{openai_operation_id(ep.task)}'
+                         '&quot;)"><rewrite-uri template="/invocations" copy-unmatched-params="true" /></when>'
+                         '</choose>')
         notes.append(f"OpenAI route {OPENAI_ROUTES[ep.task]}")
     return fragments, notes
 

@@ -113,12 +113,24 @@ class NamedValueChange:
     secret_value: Secret | None = field(default=None, compare=False, repr=False)
     key_vault_id: str | None = None
     identity_client_id: str | None = None
+    fingerprint: str | None = field(default=None, compare=False, repr=False)  # keyed: see Secret.fingerprint
 
     def to_dict(self) -> dict[str, Any]:
-        # the value itself never: its fingerprint, so a rotated token changes the plan's checksum
+        # neither the value nor its fingerprint: a plan file travels (reviews, CI artifacts), and a fingerprint
+        # would let its reader confirm a guessed token; a rotation shows as the update and its reason
         return {"name": self.name, "action": self.action.value, "reasons": list(self.reasons),
-                "source": self.source, "key_vault_id": self.key_vault_id,
-                "fingerprint": self.secret_value.fingerprint() if self.secret_value is not None else None}
+                "source": self.source, "key_vault_id": self.key_vault_id}
+
+
+CHECKSUM_EXCLUDES = ("format_version", "created_at", "checksum")
+
+
+def checksum_of(plan: dict[str, Any]) -> str:
+    """sha256 over a plan's content as written by ``plan --out`` (all but its format, time and checksum): what
+    ``sync --plan`` recomputes over a reviewed file, so an edit to the file is noticed, not applied."""
+    content = json.dumps({k: v for k, v in plan.items() if k not in CHECKSUM_EXCLUDES}, sort_keys=True,
+                         separators=(",", ":"))
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -148,9 +160,9 @@ class Plan:
                 + (f", {len(self.failures)} failed" if self.failures else "") + ".")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, "target": self.target, "environment": self.environment,
-                "created_at": self.created_at,
-                "checksum": self.checksum, **self._content()}
+        data = {"format_version": FORMAT_VERSION, "target": self.target, "environment": self.environment,
+                "created_at": self.created_at, **self._content()}
+        return {**data, "checksum": checksum_of(data)}
 
     def _content(self) -> dict[str, Any]:
         return {
@@ -166,9 +178,7 @@ class Plan:
     def checksum(self) -> str:
         """sha256 over the plan's content (all but when it was made): ``sync --plan`` applies a reviewed plan
         only when planning again gives the same checksum, as octodns and Terraform do."""
-        content = json.dumps({"target": self.target, "environment": self.environment, **self._content()},
-                             sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(content.encode("utf-8")).hexdigest()
+        return checksum_of(self.to_dict())
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)

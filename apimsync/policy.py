@@ -27,9 +27,20 @@ def load_template(name_or_path: str) -> tuple[str, Path]:
     return read_text(path, PolicyError), path
 
 
-# Values are data: escaped for both quote styles, and APIM's named-value braces become character references, so an
-# endpoint named "x{{other-secret}}" can neither read a named value nor break out of an attribute.
-VALUE_ESCAPES = {'"': "&quot;", "'": "&apos;", "{": "&#123;", "}": "&#125;"}
+# Values are data: escaped for both quote styles, so no value breaks out of an attribute.
+VALUE_ESCAPES = {'"': "&quot;", "'": "&apos;"}
+
+
+def policy_value(value: str, what: str) -> str:
+    """``value`` escaped for a policy attribute or text, refused (PolicyError) when APIM would read it as code.
+
+    An attribute or text that starts with ``@`` is a C# policy expression, and ``{{name}}`` reads a named value.
+    Character references do not help: the XML parser turns ``&#64;`` and ``&#123;`` back into ``@`` and ``{``
+    before APIM sees the text, so such a value is refused, never escaped."""
+    if value.lstrip().startswith("@") or "{" in value or "}" in value:
+        raise PolicyError(f"{what}: '{value[:80]}' would be code in the policy (a leading '@' is a policy "
+                          "expression, braces read named values); refused")
+    return escape(value, VALUE_ESCAPES)
 
 
 def render_policy(template: str, variables: Mapping[str, str], *, origin: str = "policy") -> str:
@@ -37,7 +48,7 @@ def render_policy(template: str, variables: Mapping[str, str], *, origin: str = 
     well-formed <policies> document with the template's own elements and attributes."""
     body = COMMENT.sub("", template).strip() + "\n"
     try:
-        escaped = {k: escape(str(v), VALUE_ESCAPES) for k, v in variables.items()}
+        escaped = {k: policy_value(str(v), f"{origin}: ${{{k}}}") for k, v in variables.items()}
         xml = string.Template(body).substitute(escaped)
         reference = string.Template(body).substitute({k: "v" for k in variables})
     except KeyError as exc:

@@ -5,6 +5,7 @@ Vault reference. A :class:`Secret` never shows its value in str, repr, f-strings
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,9 +27,11 @@ class Secret:
     def reveal(self) -> str:
         return self._value
 
-    def fingerprint(self) -> str:
-        """16 hex chars of sha256: enough to notice rotation, useless for recovering a token."""
-        return hashlib.sha256(self._value.encode("utf-8")).hexdigest()[:16]
+    def fingerprint(self, salt: str) -> str:
+        """16 hex chars of HMAC-SHA256 keyed with ``salt`` (the named value's resource id): enough to notice a
+        rotation, useless for recovering a token, and not comparable across targets (no precomputed table of
+        guesses serves two services)."""
+        return hmac.new(salt.encode("utf-8"), self._value.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
 
     def __repr__(self) -> str:
         return "Secret('***')"
@@ -77,11 +80,11 @@ def resolve_named_value(source: NamedValueSource, env: Mapping[str, str] | None 
         dbutils = databricks_dbutils()
         if dbutils is None:
             raise ConfigError(f"{key}.databricks_secret: only readable when running on Databricks")
-        scope, _, name = source.databricks_secret.partition("/")
+        scope, _, secret_key = source.databricks_secret.partition("/")
         try:
-            value = dbutils.secrets.get(scope=scope, key=name)
+            value = dbutils.secrets.get(scope=scope, key=secret_key)
         except Exception:
-            raise ConfigError(f"{key}.databricks_secret: cannot read secret {scope}/{name}") from None
+            raise ConfigError(f"{key}.databricks_secret: cannot read secret {scope}/{secret_key}") from None
         return NamedValueDesired(name, Secret(value), None, None)
     raise ConfigError(f"{key}: the policy references named value '{name}'; set one of env, key_vault, "
                       "databricks_secret" + (", value" if "client_id" in key else ""))

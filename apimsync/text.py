@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# C0/C1 controls, line separators, and the invisible format characters that reorder or hide text on a terminal:
+# bidirectional overrides and isolates (U+202A-202E, U+2066-2069), marks, zero-width characters and the BOM
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
 def printable(line: str) -> str:

@@ -15,8 +15,11 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from apimsync import html
+from apimsync.backend import insecure_url_problem
+from apimsync.errors import ConfigError
 from apimsync.parallel import gather
 from apimsync.text import printable
 
@@ -31,6 +34,9 @@ DIAGNOSES = {
     "backend": "the backend or the gateway failed",
     "not published": "the endpoint has no API in APIM yet: run apimsync sync",
     "unreachable": "the gateway could not be reached",
+    "redirect": "the gateway or the backend answered with a redirect, which verify never follows (the "
+                "subscription key would travel with it): check the API's backend URL (serviceUrl) and policy",
+    "schema": "the published request schema cannot give verify a request body",
     "unexpected": "an unexpected answer",
 }
 
@@ -128,49 +134,81 @@ def primary_operation(spec: dict[str, Any]) -> tuple[str, dict[str, Any]] | None
     return next((p for p in posts if p[0] == "/invocations"), posts[0])
 
 
+MAX_BODY_BYTES = 1024 * 1024  # a request verify builds: far above any example, far below a memory problem
+MAX_NODES = 10_000  # values built from a schema, $refs followed included: bounds the time a crafted schema takes
+MAX_ITEMS = 100  # items of one array (minItems beyond it is a schema verify cannot use)
+
+
+class SchemaProblem(ValueError):
+    """The published request schema cannot give verify a body: a finding for that API, never a crash."""
+
+
 def request_body(spec: dict[str, Any], operation: dict[str, Any]) -> Any:
-    """The operation's example request, else the smallest body with every required field filled."""
+    """The operation's example request, else the smallest body with every required field filled; SchemaProblem
+    when the schema is malformed or would give a body over ``MAX_BODY_BYTES``."""
     media = ((operation.get("requestBody") or {}).get("content") or {}).get("application/json") or {}
+    if not isinstance(media, dict):
+        raise SchemaProblem("the request body's application/json entry is not an object")
     if "example" in media:
-        return media["example"]
-    for example in (media.get("examples") or {}).values():
-        if isinstance(example, dict) and "value" in example:
-            return example["value"]
-    return smallest(media.get("schema") or {}, spec, top=True)
+        body = media["example"]
+    else:
+        examples = media.get("examples")
+        examples = examples if isinstance(examples, dict) else {}
+        found = [e["value"] for e in examples.values() if isinstance(e, dict) and "value" in e]
+        body = found[0] if found else smallest(media.get("schema") or {}, spec, top=True, budget=[MAX_NODES])
+    if len(json.dumps(body, separators=(",", ":"))) > MAX_BODY_BYTES:
+        raise SchemaProblem(f"the request verify would send is over {MAX_BODY_BYTES // 1024} KB")
+    return body
 
 
-def smallest(schema: Any, spec: dict[str, Any], *, top: bool = False, depth: int = 0) -> Any:
+def smallest(schema: Any, spec: dict[str, Any], *, top: bool = False, depth: int = 0,
+             budget: list[int] | None = None) -> Any:
     """A small instance of a (3.0) schema: required properties only (the first property when none is
-    required, so a request is never empty), one item per array, the first enum value or example."""
+    required, so a request is never empty), ``minItems`` items per array (at least one), the first enum value or
+    example. ``budget``: values left to build (SchemaProblem when it runs out)."""
+    budget = budget if budget is not None else [MAX_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise SchemaProblem(f"the request schema needs more than {MAX_NODES} values to fill ($ref fan-out?)")
     if not isinstance(schema, dict) or depth > 20:
         return {}
     if "$ref" in schema:
         target: Any = spec
         for part in str(schema["$ref"]).lstrip("#/").split("/"):
             target = target.get(part, {}) if isinstance(target, dict) else {}
-        return smallest(target, spec, top=top, depth=depth + 1)
+        return smallest(target, spec, top=top, depth=depth + 1, budget=budget)
     if "example" in schema:
         return schema["example"]
     if schema.get("enum"):
+        if not isinstance(schema["enum"], list):
+            raise SchemaProblem("an enum is not a list")
         return schema["enum"][0]
     for key in ("oneOf", "anyOf"):
         if isinstance(schema.get(key), list) and schema[key]:
-            return smallest(schema[key][0], spec, top=top, depth=depth + 1)
+            return smallest(schema[key][0], spec, top=top, depth=depth + 1, budget=budget)
     if isinstance(schema.get("allOf"), list):
         merged: dict[str, Any] = {}
         for part in schema["allOf"]:
-            value = smallest(part, spec, depth=depth + 1)
+            value = smallest(part, spec, depth=depth + 1, budget=budget)
             if isinstance(value, dict):
                 merged.update(value)
         return merged
     kind = schema.get("type")
     props = schema.get("properties") or {}
+    if not isinstance(props, dict):
+        raise SchemaProblem("properties is not an object")
     if kind == "object" or props:
-        names = [n for n in schema.get("required") or [] if n in props] or (list(props)[:1] if top else [])
-        return {n: smallest(props[n], spec, depth=depth + 1) for n in names}
+        required = schema.get("required") or []
+        if not isinstance(required, list):
+            raise SchemaProblem(f"required is {type(required).__name__}, not a list")
+        names = [n for n in required if isinstance(n, str) and n in props] or (list(props)[:1] if top else [])
+        return {n: smallest(props[n], spec, depth=depth + 1, budget=budget) for n in names}
     if kind == "array":
-        return [smallest(schema.get("items") or {}, spec, depth=depth + 1)
-                for _ in range(max(1, int(schema.get("minItems") or 1)))]
+        count = schema.get("minItems") or 1
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_ITEMS:
+            raise SchemaProblem(f"minItems {str(count)[:20]!s} is not a number of items from 0 to {MAX_ITEMS}")
+        return [smallest(schema.get("items") or {}, spec, depth=depth + 1, budget=budget)
+                for _ in range(max(1, count))]
     if kind == "string":
         return "text"
     if kind in ("number", "integer"):
@@ -214,12 +252,27 @@ def _detail(body: bytes) -> str:
     return ""
 
 
+def gateway_url_problem(url: str) -> str | None:
+    """Why verify may not send the subscription key to ``url``: not https (loopback aside), credentials,
+    a query or fragment, not a plain URL."""
+    problem = insecure_url_problem(url)
+    if problem:
+        return problem
+    parts = urlsplit(url)
+    if parts.query or parts.fragment or url.rstrip().endswith(("?", "#")):
+        return f"'{url}' has a query or fragment"
+    return None
+
+
 def run_checks(targets: Iterable[Target], *, gateway_url: str, key: str | None, ca_bundle: str | None,
                workers: int = 8, timeout: float = 60.0,
                progress: Callable[[str, int, int], None] | None = None) -> VerifyReport:
     """Call each target once through the gateway (``workers`` at a time)."""
     import requests
 
+    problem = gateway_url_problem(gateway_url)
+    if problem:
+        raise ConfigError(f"gateway URL {problem}")
     session = requests.Session()
     # given per request: a session's verify loses to REQUESTS_CA_BUNDLE (psf/requests#3829)
     verify: str | bool = ca_bundle or True
@@ -227,18 +280,27 @@ def run_checks(targets: Iterable[Target], *, gateway_url: str, key: str | None, 
     gateway_url = gateway_url.rstrip("/")
 
     def check(t: Target) -> Check:
-        prepared = t.request(gateway_url)
+        try:
+            prepared = t.request(gateway_url)
+        except SchemaProblem as exc:
+            return Check(t.endpoint, t.workspace, t.api_id, f"{gateway_url}/{t.path}", None, 0.0, "schema", str(exc))
         if prepared is None:
             return Check(t.endpoint, t.workspace, t.api_id, f"{gateway_url}/{t.path}", None, 0.0, "not published",
                          "" if t.spec is None else "the spec has no POST operation")
         url, body = prepared
         started = time.monotonic()
         try:
-            response = session.post(url, json=body, headers=headers, timeout=timeout, verify=verify)
+            # never a redirect: requests would re-send the subscription key to wherever it points
+            response = session.post(url, json=body, headers=headers, timeout=timeout, verify=verify,
+                                    allow_redirects=False)
         except requests.RequestException as exc:
             return Check(t.endpoint, t.workspace, t.api_id, url, None, time.monotonic() - started, "unreachable",
                          f"{type(exc).__name__}: {str(exc)[:200]}")
         seconds = time.monotonic() - started
+        if 300 <= response.status_code < 400:
+            where = urlsplit(response.headers.get("Location") or "")
+            return Check(t.endpoint, t.workspace, t.api_id, url, response.status_code, seconds, "redirect",
+                         f"to {where.scheme}://{where.netloc}{where.path}"[:200] if where.netloc else "")
         diagnosis = diagnose(response.status_code, response.content)
         return Check(t.endpoint, t.workspace, t.api_id, url, response.status_code, seconds, diagnosis,
                      "" if diagnosis == "ok" else _detail(response.content))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import itertools
 import json
 import secrets
@@ -128,6 +129,8 @@ class DataPlane:
         self._counters: dict[str, itertools.count[int]] = {}
         self.tokens_issued = 0  # OAuth tokens minted by /oidc/v1/token
         self.calls: dict[str, int] = {}  # "<endpoint>/<served entity>" -> answered queries
+        # the last queries as they arrived (headers, query string): what a gateway forwards, for tests to read
+        self.received: collections.deque[Request] = collections.deque(maxlen=200)
 
     # -- OAuth ----------------------------------------------------------------------------------------
 
@@ -167,6 +170,7 @@ class DataPlane:
     # -- queries --------------------------------------------------------------------------------------
 
     def invoke(self, request: Request, name: str, entity: str | None, *, dedicated_host: bool) -> Response:
+        self.received.append(request)
         if request.method != "POST":
             return error(405, "ENDPOINT_NOT_FOUND", f"{request.method} is not supported for invocations")
         item, spec = self.workspace.endpoint_and_spec(name)

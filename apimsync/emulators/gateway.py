@@ -123,7 +123,9 @@ class Gateway:
         if matched is None:
             return gateway_error(404, "Resource not found")
         operation, values = matched
-        query = {k: v for k, v in request.query.items() if k != "subscription-key"}
+        # APIM forwards the caller's key (header and query parameter) to the backend unless a policy removes it
+        # (Learn, "Subscriptions in Azure API Management"; apimsync's policies delete both)
+        query = dict(request.query)
         call = _Call(request.method, rest, query, dict(request.headers), request.body, values, api.service_url,
                      api_id=api.api_id, operation=operation, subscription=keys.get(key or "", ""),
                      request_schema=api.request_schemas.get(operation))
@@ -177,6 +179,20 @@ class Gateway:
         if action == "append" and name in call.headers:
             values = [call.headers[name], *values]
         call.headers[name] = ",".join(values)
+
+    def _el_set_query_parameter(self, el: ET.Element, call: _Call) -> None:
+        """Learn, "Set query string parameter": ``exists-action`` override (default), skip, append or delete."""
+        name = _attr(el, "name")
+        action = el.get("exists-action", "override")
+        if action == "delete":
+            call.query.pop(name, None)
+            return
+        values = [str(_evaluate(v.text or "", call)) for v in el.findall("value")]
+        if action == "skip" and name in call.query:
+            return
+        if action == "append" and name in call.query:
+            values = [call.query[name], *values]
+        call.query[name] = ",".join(values)
 
     def _el_authentication_managed_identity(self, el: ET.Element, call: _Call) -> None:
         """An emulated Entra token of the service's managed identity for ``resource``."""
@@ -382,6 +398,14 @@ def _group(name: str) -> str:
     return "p_" + re.sub(r"\W", "_", name)
 
 
+class _Refuse(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # the 3xx is the answer (urllib raises it as an HTTPError, handled below)
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_Refuse)
+
+
 def _send(method: str, url: str, headers: dict[str, str], body: bytes, *, timeout: float) -> Response:
     host = urlsplit(url).hostname or ""
     if host not in LOOPBACK:
@@ -390,7 +414,8 @@ def _send(method: str, url: str, headers: dict[str, str], body: bytes, *, timeou
     request = urllib.request.Request(url, data=body if method not in ("GET", "HEAD") else None, method=method,
                                      headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:  # loopback only, checked above
+        # APIM passes a backend's redirect to the caller; it never follows one with the credential it attached
+        with _NO_REDIRECTS.open(request, timeout=timeout) as answer:  # loopback only, checked above
             return Response(answer.status, answer.read(), _response_headers(answer.headers))
     except urllib.error.HTTPError as answer:
         return Response(answer.code, answer.read(), _response_headers(answer.headers))
@@ -447,7 +472,7 @@ _RESPONSE_FIELD = re.compile(
     r'^(?:\(string\))?\(\(IResponse\)context\.Variables\["([^"]+)"\]\)\.Body\.As<JObject>\(\)\["([^"]+)"\]'
     r'(?:\.ToString\(\))?$')
 _SUBSCRIPTION = re.compile(r"^context\.Subscription\.Id$")
-_OPERATION_PREFIX = re.compile(r'^context\.Operation\.Id\.StartsWith\(("(?:[^"\\]|\\.)*")\)$')
+_OPERATION_IS = re.compile(r'^context\.Operation\.Id\s*==\s*("(?:[^"\\]|\\.)*")$')
 _CONTAINS = re.compile(r'^(!)?context\.Variables\.ContainsKey\("([^"]+)"\)$')
 _STRING = re.compile(r'^"((?:[^"\\]|\\.)*)"$')
 # System.Convert and System.Text.Encoding are among the .NET types policy expressions may use (Learn: "API
@@ -492,9 +517,9 @@ def _term(term: str, call: _Call, whole: str) -> Any:
         return json.loads(term)
     if _SUBSCRIPTION.match(term):
         return call.subscription
-    found = _OPERATION_PREFIX.match(term)
+    found = _OPERATION_IS.match(term)
     if found:
-        return call.operation.startswith(json.loads(found.group(1)))
+        return call.operation == json.loads(found.group(1))
     found = _BASE64.match(term)
     if found:
         return base64.b64encode(json.loads(found.group(1)).encode("utf-8")).decode("ascii")

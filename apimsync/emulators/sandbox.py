@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -131,6 +132,9 @@ class Sandbox:
             },
             "policy": {"named_value": {"env": DEMO_TOKEN_ENV},
                        "oauth": {"client_id": {"value": DEMO_SP_ID}, "client_secret": {"env": DEMO_SP_SECRET_ENV}}},
+            # the emulated data-plane host of route-optimized endpoints (on Databricks: *.serving.<cloud zone>,
+            # allowed by the backend check without configuration; here another loopback port)
+            "apis": {"backend_hosts": sorted({urlsplit(w.dedicated_url).netloc for w in self.workspaces})},
         }
         if len(self.workspaces) > 1:  # the same endpoint names in each workspace: the workspace is part of the name
             config["naming"] = {"api_id": "dbx-{workspace}-{endpoint}", "path": "serving/{workspace}/{endpoint}",

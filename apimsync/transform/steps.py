@@ -226,6 +226,8 @@ class OperationIds(Step):
                 op_id, text = "invoke", f"Invoke {ctx.endpoint} (traffic-routed)"
             else:
                 op_id, text = f"{method}-{_slug(path)}", f"{method.upper()} {path}"
+            if path not in OPENAI_ROUTES.values() and op_id.startswith("openai-"):
+                op_id = "entity-" + op_id  # "openai-..." names apimsync's OpenAI routes only (the gateway's rewrite)
             if overwrite or not op.get("operationId"):
                 op["operationId"] = op_id
             if overwrite or not op.get("summary"):
@@ -310,6 +312,11 @@ OPENAI_ROUTES = {"llm/v1/chat": "/chat/completions", "llm/v1/completions": "/com
                  "llm/v1/embeddings": "/embeddings"}
 
 
+def openai_operation_id(task: str) -> str:
+    """The operation id of a task's OpenAI route (``openai-chat-completions``): the gateway rewrites exactly it."""
+    return "openai-" + _slug(OPENAI_ROUTES[task])
+
+
 @builtin("openai-routes")
 class OpenAiRoutes(Step):
     """For chat, completions and embeddings endpoints, the OpenAI route beside ``/invocations`` (same request and
@@ -330,7 +337,7 @@ class OpenAiRoutes(Step):
         if not isinstance(post, dict):
             return
         copy = json.loads(json.dumps(post))
-        copy["operationId"] = "openai-" + _slug(route)
+        copy["operationId"] = openai_operation_id(ctx.task or "")
         copy["summary"] = f"OpenAI-compatible {route} (answered by /invocations)"
         paths[route] = {"post": copy}
 

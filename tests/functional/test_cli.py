@@ -184,25 +184,30 @@ def test_bad_configuration_cases(case: str, sandbox: Sandbox, tmp_path: Path, mo
 
 def test_a_reviewed_plan_is_applied_only_while_it_still_holds(sandbox: Sandbox, configured: Path,
                                                               tmp_path: Path) -> None:
-    """The plan is an artifact: plan --out writes it with a checksum over its content (no secret: a fingerprint
-    of each named value), sync --plan plans again and applies only that same plan."""
+    """The plan is an artifact: plan --out writes it with a checksum over its content (no secret, nor a
+    fingerprint of one), sync --plan plans again and applies only that same plan."""
     reviewed = tmp_path / "plan.json"
     code, _, _ = run("plan", "--config", str(configured), "--out", str(reviewed))
     document = json.loads(reviewed.read_text())
     assert code == 0 and len(document["checksum"]) == 64
-    assert all(nv["fingerprint"] and "value" not in nv for nv in document["named_values"])
+    assert all("fingerprint" not in nv and "value" not in nv for nv in document["named_values"])
     assert os.environ["APIMSYNC_DEMO_TOKEN"] not in reviewed.read_text()
     again = tmp_path / "again.json"
     run("plan", "--config", str(configured), "--out", str(again))
     assert json.loads(again.read_text())["checksum"] == document["checksum"], "the same state, the same checksum"
-    # something changes between review and apply: a token is rotated
-    os.environ["APIMSYNC_DEMO_TOKEN"] = "dapi-rotated-after-review"
+    # something changes between review and apply: an endpoint is deleted in Databricks
+    sandbox.databricks.remove_endpoint("image-embedder")
     before = sandbox.apim.stats()["writes"]
     code, _, err = run("sync", "--config", str(configured), "--plan", str(reviewed))
     assert code == 1 and "no longer matches" in err and sandbox.apim.stats()["writes"] == before
     code, _, _ = run("plan", "--config", str(configured), "--out", str(reviewed))
     code, out, _ = run("-o", "json", "sync", "--config", str(configured), "--plan", str(reviewed))
     assert code == 0 and json.loads(out)["plan"]["checksum"] == json.loads(reviewed.read_text())["checksum"]
-    assert sandbox.apim.stats()["apis"] == 8
+    assert sandbox.apim.stats()["apis"] == 7
+    # a rotated token changes the plan too (its named value's update), though the file holds no fingerprint
+    run("plan", "--config", str(configured), "--out", str(reviewed))
+    os.environ["APIMSYNC_DEMO_TOKEN"] = "dapi-rotated-after-review"
+    code, _, err = run("sync", "--config", str(configured), "--plan", str(reviewed))
+    assert code == 1 and "no longer matches" in err
     code, _, err = run("sync", "--config", str(configured), "--plan", str(configured))
     assert code == 2 and "not a plan written by apimsync" in err

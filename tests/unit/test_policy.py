@@ -65,14 +65,21 @@ def test_canonical_form_ignores_apim_reserialisation_but_not_content() -> None:
     assert canonical_policy(xml.replace("{{t}}", "{{u}}")) != canonical_policy(xml)
 
 
-@pytest.mark.parametrize("name", ["x{{other-secret}}", "y{{missing}}", "{{ spaced }}", "a}}{{b"])
-def test_a_value_cannot_reference_a_named_value(name: str) -> None:
-    """APIM resolves {{name}} in the policy text: a value carrying braces must not become a reference."""
+@pytest.mark.parametrize("name", ["x{{other-secret}}", "y{{missing}}", "{{ spaced }}", "a}}{{b", "x{", "@(1)",
+                                  " @{return 1;}", "@(context.Subscription.Key)"])
+def test_a_value_that_would_be_code_is_refused(name: str) -> None:
+    """APIM reads {{name}} and a leading @ after the XML is parsed, where a character reference (&#123;, &#64;) is a
+    brace or an at sign again: such a value is refused, never escaped into the policy."""
     template = ("<policies><inbound><set-header name='x'><value>${endpoint} {{nv}}</value></set-header></inbound>"
                 "</policies>")
-    xml = render_policy(template, {"endpoint": name})
-    assert named_value_refs(xml) == {"nv"}
-    assert ET.fromstring(xml).findtext("./inbound/set-header/value") == f"{name} {{{{nv}}}}"
+    with pytest.raises(PolicyError, match="would be code in the policy"):
+        render_policy(template, {"endpoint": name})
+
+
+def test_a_value_with_an_at_sign_inside_is_data() -> None:
+    xml = render_policy("<policies><inbound><set-header name='x'><value>${v}</value></set-header></inbound>"
+                        "</policies>", {"v": "user@example.com"})
+    assert ET.fromstring(xml).findtext("./inbound/set-header/value") == "user@example.com"
 
 
 @pytest.mark.parametrize("quote", ["'", '"'])

@@ -24,8 +24,9 @@ def test_secret_is_hidden_everywhere(caplog: pytest.LogCaptureFixture) -> None:
     with pytest.raises(TypeError):
         pickle.dumps(secret)
     assert secret.reveal() == TOKEN
-    assert len(secret.fingerprint()) == 16 and TOKEN not in secret.fingerprint()
-    assert Secret(TOKEN).fingerprint() != Secret(TOKEN + "x").fingerprint()
+    assert len(secret.fingerprint("a")) == 16 and TOKEN not in secret.fingerprint("a")
+    assert Secret(TOKEN).fingerprint("a") != Secret(TOKEN + "x").fingerprint("a")
+    assert Secret(TOKEN).fingerprint("a") != Secret(TOKEN).fingerprint("b")  # keyed: no table serves two targets
 
 
 def test_env_source() -> None:
@@ -62,6 +63,7 @@ def test_databricks_secret_through_dbutils(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(__main__, "dbutils", DbUtils(), raising=False)
     got = resolve_named_value(NamedValueSource(name="nv", databricks_secret="scope/key"), env={})
     assert got.secret_value is not None and got.secret_value.reveal() == TOKEN
+    assert got.name == "nv", "the named value keeps its own name, not the secret's key"
 
 
 def test_no_source_is_a_config_error() -> None:

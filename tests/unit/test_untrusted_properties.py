@@ -92,3 +92,60 @@ def test_nothing_a_workspace_returns_escapes_the_plan(engine: Engine, item: dict
         assert named_value_refs(built.policy_xml) == {"databricks-token-ws"}, built.policy_xml
         assert backend_problem(built.settings.service_url, HOST) is None
         load_spec(built.spec_json, origin="published")  # what is sent is strict JSON (no NaN, no duplicate keys)
+
+
+code_like = st.sampled_from(["@(context.Subscription.Key)", "@{return 1;}", " @(1)", "m{{databricks-token-w}}",
+                             "{{x}}", "a}}{{b", "@", "{", "&#64;(1)", "&#123;&#123;x&#125;&#125;"])
+TASKS = ["llm/v1/chat", "llm/v1/completions", "llm/v1/embeddings", "agent/v1/chat", "agent/v2/chat",
+         "agent/v1/responses"]
+
+
+@pytest.fixture(scope="module", params=["named-value-auth", "oauth-service-principal"])
+def llm_engine(request: pytest.FixtureRequest) -> Engine:
+    """Every optional policy on, with a shipped template: what a workspace's values can reach."""
+    oauth = {"client_id": {"value": "sp"}, "client_secret": {"value": "secret"}, "all_endpoints": True} \
+        if request.param == "oauth-service-principal" else None
+    return Engine(settings_from_mapping({
+        "apim": {"subscription_id": "s", "resource_group": "r", "service": "svc"},
+        "workspaces": [{"name": "w", "host": HOST}],
+        "policy": {"named_value": {"value": "t"}, "llm": {"tokens_per_minute": 100, "emit_metrics": True},
+                   **({"oauth": oauth} if oauth else {})},
+        "apis": {"validate_requests": True}}))
+
+
+def _policy_of(engine: Engine, ep: Endpoint) -> DesiredApi | Skip | Failure:
+    spec = _spec({"type": "object", "properties": {"messages": {"type": "array"}}}, {})
+    spec["paths"] = {f"/served-models/{e}/invocations": spec["paths"]["/served-models/m-1/invocations"]
+                     for e in ep.served_entities} or spec["paths"]
+    return build(Fetched(ep, spec=spec), engine.settings, engine.pipeline, engine.template)
+
+
+def _code(xml: str) -> tuple[list[tuple[str, tuple[str, ...]]], set[str]]:
+    """(the element structure, every attribute value or text APIM would run as an expression or resolve)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml)
+    structure = [(el.tag, tuple(sorted(el.attrib))) for el in root.iter()]
+    texts = [v for el in root.iter() for v in el.attrib.values()] + [el.text or "" for el in root.iter()]
+    return structure, {t.strip() for t in texts if t.strip().startswith("@") or "{{" in t}
+
+
+@given(entities=st.lists(st.text(max_size=20) | code_like, min_size=1, max_size=3),
+       tags=st.dictionaries(st.text(max_size=10) | code_like, st.text(max_size=10) | code_like, max_size=3),
+       task=st.sampled_from(TASKS) | st.text(max_size=12) | code_like)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_no_workspace_value_becomes_policy_code(llm_engine: Engine, entities: list[str], tags: dict[str, str],
+                                                task: str) -> None:
+    """Whatever served-entity names, tags and task an endpoint lists, its policy has the element structure of the
+    same kind of endpoint with plain values, and runs or resolves nothing else: no attribute value or text from
+    the workspace starts with '@' or holds '{{'."""
+    ep = Endpoint("w", "ep", HOST, True, tags=tags, task=task, served_entities=tuple(entities),
+                  id="0123456789abcdef0123456789abcdef")
+    plain = Endpoint("w", "ep", HOST, True, task=task if task in TASKS else "custom", served_entities=("m-1",),
+                     id="0123456789abcdef0123456789abcdef")
+    built, reference = _policy_of(llm_engine, ep), _policy_of(llm_engine, plain)
+    assert isinstance(reference, DesiredApi), reference
+    if not isinstance(built, DesiredApi):
+        assert "\n" not in built.message  # refused with a one-line reason
+        return
+    assert _code(built.policy_xml) == _code(reference.policy_xml)

@@ -48,10 +48,20 @@ class State:
 
     @classmethod
     def load(cls, path: Path) -> State:
-        """The state saved in ``path`` (unknown keys from other versions are ignored)."""
-        data = json.loads(path.read_text(encoding="utf-8"))
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """The state saved in ``path`` (unknown keys from other versions are ignored); a file that is not such a
+        state raises ValueError naming it."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise ValueError(f"{path}: not a state file written by apimsync emulate ({type(exc).__name__})") from None
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: not a state file written by apimsync emulate (not an object)")
+        for key, value in data.items():
+            if (key in fields and not isinstance(value, int if key == "etag_counter" else dict)) \
+                    or (key == "etag_counter" and isinstance(value, bool)):
+                raise ValueError(f"{path}: not a state file written by apimsync emulate ({key})")
+        return cls(**{k: v for k, v in data.items() if k in fields})
 
     def save(self, path: Path) -> None:
         """Write atomically, readable by its owner only: the state holds secret named values and keys."""
