@@ -269,7 +269,10 @@ class DatabricksSource:
             # checked before the name becomes part of a URL: "../x" or "a?b" must never address something else
             return Fetched(endpoint, error="the name is outside Databricks' endpoint name characters (letters, digits, "
                                            "'-', '_'); refused before it reaches a URL")
-        if unchanged is not None and unchanged(endpoint):
+        # a route-optimized endpoint's dedicated URL (its backend) and token scope are in its details only: the
+        # list says route_optimized, never where (Databricks' list carries no endpoint_url)
+        needs_details = endpoint.route_optimized and not endpoint.endpoint_url
+        if unchanged is not None and not needs_details and unchanged(endpoint):
             return Fetched(endpoint, reused=True)
         try:
             detail = self.client.api_client.do("GET", f"/api/2.0/serving-endpoints/{endpoint.name}")

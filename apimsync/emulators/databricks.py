@@ -244,8 +244,12 @@ class DatabricksEmulator:
 
     @staticmethod
     def _list_item(item: dict[str, Any]) -> dict[str, Any]:
-        """The list shape: served entities summarised, no route-optimisation details."""
-        out = {k: v for k, v in item.items() if k not in ("route_optimized", "endpoint_url", "data_plane_info")}
+        """The list shape of a real workspace (tests/data/databricks/real-list-shapes.json): served entities
+        summarised, ``route_optimized`` on every endpoint but pay-per-token ones, no ``endpoint_url`` or
+        ``data_plane_info`` (only the details name the dedicated URL) and no ``config_version``."""
+        out = {k: v for k, v in item.items() if k not in ("endpoint_url", "data_plane_info")}
+        if item.get("endpoint_type") != "FOUNDATION_MODEL_API":
+            out["route_optimized"] = item.get("route_optimized", False)
         config = item.get("config") or {}
         entities = config.get("served_entities") if isinstance(config, dict) else None
         if not isinstance(entities, list) or not all(isinstance(e, dict) for e in entities):

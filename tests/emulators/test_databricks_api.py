@@ -101,3 +101,35 @@ def test_synthetic_endpoints_are_deterministic_and_valid() -> None:
     for spec in list(specs_a.values())[:10]:
         validate(spec, cls=OpenAPIV31SpecValidator)
     assert 1.0e6 < len(json.dumps(big_spec(1500))) < 2.5e6
+
+
+# what apimsync reads of a list item (apimsync/source.py Endpoint.from_api); the rest of an item is not read
+CLIENT_READS = ("name", "state", "config", "task", "endpoint_type", "id", "route_optimized", "endpoint_url",
+                "data_plane_info")
+KIND_FIXTURES = {"custom model (Unity Catalog)": "churn-classifier", "agent (Agent Bricks)": "mas-7f3c9e21-endpoint",
+                 "pay-per-token foundation model": "databricks-meta-llama-3-3-70b-instruct"}
+
+
+@pytest.mark.parametrize("kind", sorted(KIND_FIXTURES))
+def test_the_list_carries_what_a_real_list_carries(emu: DatabricksEmulator, kind: str) -> None:
+    """Each field apimsync reads is in the emulator's list item exactly when a real workspace's list has it
+    (tests/data/databricks/real-list-shapes.json: route_optimized on custom and agent items, never endpoint_url,
+    data_plane_info or config_version; no id on pay-per-token items), with the SDK's dataclass reading it too."""
+    from pathlib import Path
+
+    from databricks.sdk.service.serving import ServingEndpoint
+
+    real = json.loads((Path(__file__).parents[1] / "data" / "databricks" / "real-list-shapes.json").read_text(
+        encoding="utf-8"))["kinds"][kind]
+    raw = client(emu).api_client.do("GET", "/api/2.0/serving-endpoints")["endpoints"]
+    (item,) = [e for e in raw if e["name"] == KIND_FIXTURES[kind]]  # type: ignore[index]
+    for key in CLIENT_READS:
+        assert (key in item) == (key in real["keys"]), f"{kind}: the emulator {'invents' if key in item else 'drops'} " \
+                                                       f"'{key}'"
+    assert "config_version" not in (item.get("config") or {})
+    assert sorted(item["config"]) == real["config"]
+    if "route_optimized" in real:
+        assert item["route_optimized"] is real["route_optimized"]
+    for entity in item["config"].get("served_entities", []):
+        assert set(entity) <= set(real["served_entity"]) | {"external_model"}, entity
+    assert ServingEndpoint.from_dict(item).name == item["name"]

@@ -66,6 +66,30 @@ def test_every_kind_answers_through_the_gateway(sandbox: Sandbox) -> None:
                                                    "mas-7f3c9e21-endpoint"}
 
 
+def test_three_runs_publish_the_same_backends_and_every_kind_answers_on_each(sandbox: Sandbox) -> None:
+    """A real list carries route_optimized but no endpoint_url: an unchanged route-optimized endpoint still has its
+    details read (only they name its dedicated host), so the second run, and a third with refresh, keep every
+    backend as the first published it, write nothing, and every API answers on each run."""
+    client, rg, svc = sandbox.apim.client(), sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
+
+    def backends() -> dict[str, str]:
+        return {str(a.name): str(a.service_url) for a in client.api.list_by_service(rg, svc)}
+
+    first = sandbox.engine().sync()
+    assert first.ok
+    published = backends()
+    assert sandbox.databricks.dedicated_url in published["dbx-ranker-route-optimized"]
+    for refresh in (False, True):
+        sandbox.apim.reset_stats()
+        again = sandbox.engine().sync(refresh=refresh)
+        assert again.ok and not again.plan.has_changes, [(c.api_id, c.reasons) for c in again.plan.changes
+                                                         if c.reasons]
+        assert sandbox.apim.stats()["writes"] == 0 and backends() == published
+        report = sandbox.engine().verify()
+        assert report.ok, str(report)
+        assert len(report.checks) == len(published)
+
+
 @pytest.mark.parametrize(("status", "outcome"), [(400, "failed"), (403, "failed"), (500, "failed"),
                                                  (404, "skipped")])
 def test_openapi_errors_other_than_a_missing_schema_are_failures(sandbox: Sandbox, status: int,
