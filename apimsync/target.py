@@ -182,7 +182,8 @@ class ApimTarget:
 
         def run() -> str | None:
             try:
-                return self.client.api_policy.get(self.rg, self.svc, api_id, "policy", format="rawxml").value
+                # xml, as written: a rawxml GET returns expressions decoded, which is no longer XML (apiops#488)
+                return self.client.api_policy.get(self.rg, self.svc, api_id, "policy", format="xml").value
             except ResourceNotFoundError:
                 return None
 
@@ -333,7 +334,7 @@ class ApimTarget:
         from azure.mgmt.apimanagement.models import PolicyContract
 
         self._call(f"writing the policy of API {api_id}", lambda: self.client.api_policy.create_or_update(
-            self.rg, self.svc, api_id, "policy", PolicyContract(value=xml, format="rawxml")))
+            self.rg, self.svc, api_id, "policy", PolicyContract(value=xml, format="xml")))
 
     def link_product(self, product: str, api_id: str) -> None:
         self._call(f"adding API {api_id} to product {product}", lambda: self.client.product_api.create_or_update(

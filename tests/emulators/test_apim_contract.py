@@ -299,3 +299,35 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
     with ApimEmulator(state_file=state) as again:
         assert again.client().api.get(again.RESOURCE_GROUP, again.SERVICE, "echo").service_url == \
             "https://kept.example.com"
+
+
+NON_XML_ENCODED = Path(__file__).resolve().parents[1] / "data" / "ApiManagementCreateApiPolicyNonXmlEncoded.json"
+
+
+def test_policy_formats_xml_round_trips_and_rawxml_does_not(emu: ApimEmulator) -> None:
+    """PolicyContentFormat (definitions.json): ``rawxml`` is not XML-encoded. The official example's rawxml body
+    (ApiManagementCreateApiPolicyNonXmlEncoded.json, an operation policy there; the same at API scope) is stored
+    encoded (``h =&gt; ...`` in its response); a rawxml GET gives expressions back decoded, which is not XML when
+    an attribute holds a quoted string (Azure/apiops#488). ``xml`` both ways gives back what was sent."""
+    import xml.etree.ElementTree as ET
+
+    c, rg, svc = emu.client(), emu.RESOURCE_GROUP, emu.SERVICE
+    create(emu)
+    example = json.loads(NON_XML_ENCODED.read_text(encoding="utf-8"))
+    sent = example["parameters"]["parameters"]["properties"]
+    c.api_policy.create_or_update(rg, svc, "echo", "policy", PolicyContract(value=sent["value"], format="rawxml"))
+    stored = c.api_policy.get(rg, svc, "echo", "policy", format="xml").value
+    assert 'h.Ke=="Via"' in stored and ET.fromstring(stored) is not None
+    encoded = ('<policies><inbound><choose><when condition="@(context.Variables.ContainsKey(&quot;t&quot;))">'
+               '<set-variable name="a" value="@((string)context.Variables[&quot;t&quot;])" /></when></choose>'
+               '</inbound></policies>')
+    c.api_policy.create_or_update(rg, svc, "echo", "policy", PolicyContract(value=encoded, format="xml"))
+    as_xml = c.api_policy.get(rg, svc, "echo", "policy", format="xml").value
+    assert ET.canonicalize(as_xml, strip_text=True) == ET.canonicalize(encoded, strip_text=True)
+    as_raw = c.api_policy.get(rg, svc, "echo", "policy", format="rawxml").value
+    assert 'ContainsKey("t")' in as_raw
+    with pytest.raises(ET.ParseError):
+        ET.fromstring(as_raw)
+    # the encoded form sent as rawxml is taken literally: its entities are encoded once more
+    c.api_policy.create_or_update(rg, svc, "echo", "policy", PolicyContract(value=encoded, format="rawxml"))
+    assert "&amp;quot;" in c.api_policy.get(rg, svc, "echo", "policy", format="xml").value

@@ -124,8 +124,8 @@ def test_the_list_carries_what_a_real_list_carries(emu: DatabricksEmulator, kind
     raw = client(emu).api_client.do("GET", "/api/2.0/serving-endpoints")["endpoints"]
     (item,) = [e for e in raw if e["name"] == KIND_FIXTURES[kind]]  # type: ignore[index]
     for key in CLIENT_READS:
-        assert (key in item) == (key in real["keys"]), f"{kind}: the emulator {'invents' if key in item else 'drops'} " \
-                                                       f"'{key}'"
+        what = "invents" if key in item else "drops"
+        assert (key in item) == (key in real["keys"]), f"{kind}: the emulator {what} '{key}'"
     assert "config_version" not in (item.get("config") or {})
     assert sorted(item["config"]) == real["config"]
     if "route_optimized" in real:

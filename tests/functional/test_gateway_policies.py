@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from apimsync.emulators.sandbox import Sandbox
+from apimsync.emulators.sandbox import DEMO_SP_ID, Sandbox
 
 CHAT = {"messages": [{"role": "user", "content": "hello there, how are you today?"}]}
 
@@ -68,3 +68,22 @@ def test_the_token_limit_answers_429_once_the_minute_is_used_up_and_metrics_are_
                                                    "endpoint": "openai-chat", "model": "gpt-4o-mini"}
     assert all(m["total_tokens"] == m["prompt_tokens"] + m["completion_tokens"] for m in metrics)
     assert sandbox.engine(settings).verify(["churn-classifier"]).ok, "other APIs are not limited"
+
+
+def test_policies_with_expressions_are_read_back_as_written_and_a_second_sync_writes_nothing(
+        sandbox: Sandbox) -> None:
+    """OpenAI routes, OAuth for every endpoint and both LLM policies put policy expressions (quoted strings) in
+    attributes: written and read as xml, the second sync compares them equal; every API answers on both runs."""
+    settings = sandbox.settings(policy={"llm": {"tokens_per_minute": 100000, "emit_metrics": True},
+                                        "oauth": {"client_id": {"value": DEMO_SP_ID},
+                                                  "client_secret": {"env": "APIMSYNC_DEMO_SP_SECRET"},
+                                                  "all_endpoints": True}})
+    first = sandbox.engine(settings).sync()
+    assert first.ok
+    assert sandbox.engine(settings).verify().ok
+    sandbox.apim.reset_stats()
+    second = sandbox.engine(settings).sync()
+    assert second.ok and not second.plan.has_changes, [(c.api_id, c.reasons) for c in second.plan.changes
+                                                       if c.reasons]
+    assert sandbox.apim.stats()["writes"] == 0
+    assert sandbox.engine(settings).verify().ok

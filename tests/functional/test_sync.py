@@ -47,7 +47,7 @@ def test_first_sync_creates_every_api_with_policy_and_named_value(sandbox: Sandb
         api = client.api.get(rg, svc, api_id)
         assert api.api_revision_description.startswith("apimsync:1 ")
         endpoint = api_id.removeprefix("dbx-")
-        policy = client.api_policy.get(rg, svc, api_id, "policy", format="rawxml").value
+        policy = client.api_policy.get(rg, svc, api_id, "policy", format="xml").value
         root = ET.fromstring(policy)
         header = root.find("./inbound/set-header[@name='Authorization']/value")
         assert header is not None
@@ -131,7 +131,7 @@ def test_policy_change_and_token_rotation(sandbox: Sandbox) -> None:
     updated = [c for c in report.plan.changes if c.action is Action.UPDATE]
     assert updated
     assert all(c.writes == (POLICY,) for c in updated)
-    policy = client.api_policy.get(rg, svc, updated[0].api_id, "policy", format="rawxml").value
+    policy = client.api_policy.get(rg, svc, updated[0].api_id, "policy", format="xml").value
     assert ET.fromstring(policy).find("./inbound/authentication-managed-identity") is not None
 
 

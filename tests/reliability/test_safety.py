@@ -317,7 +317,7 @@ def test_policies_reference_named_values_never_literal_tokens(sandbox: Sandbox) 
     client = sandbox.apim.client()
     rg, svc = sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
     for api_id in api_ids(sandbox):
-        policy = client.api_policy.get(rg, svc, api_id, "policy", format="rawxml").value
+        policy = client.api_policy.get(rg, svc, api_id, "policy", format="xml").value
         assert "{{databricks-token-emulator}}" in policy or "{{databricks-sp-secret-emulator}}" in policy
         assert sandbox.env()[DEMO_TOKEN_ENV] not in policy and DEMO_SP_SECRET not in policy
 
