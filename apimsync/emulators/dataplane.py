@@ -26,6 +26,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote
@@ -131,6 +132,7 @@ class DataPlane:
         self.calls: dict[str, int] = {}  # "<endpoint>/<served entity>" -> answered queries
         # the last queries as they arrived (headers, query string): what a gateway forwards, for tests to read
         self.received: collections.deque[Request] = collections.deque(maxlen=200)
+        self.stream_times: list[float] = []  # when each event of the last streamed answer was produced (monotonic)
 
     # -- OAuth ----------------------------------------------------------------------------------------
 
@@ -208,7 +210,7 @@ class DataPlane:
             self.calls[key] = self.calls.get(key, 0) + 1
         result = answer(item.get("task"), operation, body, entity)
         if body.get("stream") is True and item.get("task") in _CHAT_TASKS:
-            return stream(result)
+            return stream(result, self.stream_times)
         return Response.json(200, result)
 
     def _route(self, name: str, routes: list[tuple[str, int]]) -> str:
@@ -335,9 +337,13 @@ def answer(task: str | None, operation: dict[str, Any], body: dict[str, Any], en
     return {"predictions": [0.5] * _rows(body)}
 
 
-def stream(completion: dict[str, Any]) -> Response:
+STREAM_INTERVAL = 0.05  # seconds between two events of a streamed answer: a model produces tokens over time
+
+
+def stream(completion: dict[str, Any], times: list[float] | None = None) -> Response:
     """A chat completion as server-sent events of ``chat.completion.chunk`` objects, ``data: [DONE]`` last: how
-    Databricks streams chat with ``"stream": true`` (the OpenAI streaming format)."""
+    Databricks streams chat with ``"stream": true`` (the OpenAI streaming format), one event every
+    ``STREAM_INTERVAL`` seconds; ``times`` gets when each was produced."""
     base = {k: completion[k] for k in ("id", "created", "model")}
     text = completion["choices"][0]["message"]["content"]
     words = text.split(" ")
@@ -347,8 +353,18 @@ def stream(completion: dict[str, Any]) -> Response:
         "content": w if i == 0 else " " + w}, "finish_reason": None}]} for i, w in enumerate(words)]
     chunks.append({**base, "object": "chat.completion.chunk", "usage": completion.get("usage"),
                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
-    return Response(200, body.encode("utf-8"), {"Content-Type": "text/event-stream"})
+    events = [f"data: {json.dumps(c)}\n\n".encode() for c in chunks] + [b"data: [DONE]\n\n"]
+    produced = times if times is not None else []
+    produced.clear()
+
+    def produce() -> Iterator[bytes]:
+        for i, event in enumerate(events):
+            if i:
+                time.sleep(STREAM_INTERVAL)
+            produced.append(time.monotonic())
+            yield event
+
+    return Response(200, b"", {"Content-Type": "text/event-stream"}, stream=produce())
 
 
 def _value(schema: Any, depth: int) -> Any:

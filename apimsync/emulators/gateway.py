@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -135,8 +136,11 @@ class Gateway:
             self._run_section(document, "inbound", call)
             if call.response is None:  # return-response in inbound answers without calling the backend
                 self._run_section(document, "backend", call)
-                for hook in call.after_response:
-                    hook(call.response)
+                if call.response is not None and call.response.stream is not None:
+                    call.response.stream = _then(call.response.stream, call.response, call.after_response)
+                else:
+                    for hook in call.after_response:
+                        hook(call.response)
             self._run_section(document, "outbound", call)
         except PolicyFailure as exc:
             return gateway_error(500, f"Internal server error: {exc}")
@@ -255,12 +259,17 @@ class Gateway:
         call.variables[_attr(el, "response-variable-name")] = response
 
     def _el_forward_request(self, el: ET.Element, call: _Call) -> None:
+        """Learn, "Forward request" policy: ``buffer-response`` (default true) buffers the backend's answer
+        before the caller gets any of it; "Configure API for server-sent events" sets it to false so a stream's
+        events reach the caller as the backend sends them."""
         url = call.backend_url.rstrip("/") + call.path
         if call.query:
             url += "?" + urlencode(call.query)
         headers = {k: v for k, v in call.headers.items() if k not in _HOP_BY_HOP}
         call.forwarded = True
-        call.response = _send(call.method, url, headers, call.body, timeout=float(el.get("timeout", "300")))
+        buffered = el.get("buffer-response", "true").lower() != "false"
+        call.response = _send(call.method, url, headers, call.body, timeout=float(el.get("timeout", "300")),
+                              stream=not buffered)
 
     def _el_validate_content(self, el: ET.Element, call: _Call) -> None:
         """Learn, "Validate content" policy: the body's size against ``max-size``, its content type, and a JSON
@@ -406,7 +415,9 @@ class _Refuse(urllib.request.HTTPRedirectHandler):
 _NO_REDIRECTS = urllib.request.build_opener(_Refuse)
 
 
-def _send(method: str, url: str, headers: dict[str, str], body: bytes, *, timeout: float) -> Response:
+def _send(method: str, url: str, headers: dict[str, str], body: bytes, *, timeout: float,
+          stream: bool = False) -> Response:
+    """Call a backend (loopback only); ``stream``: a chunked answer is passed on as it arrives, not read whole."""
     host = urlsplit(url).hostname or ""
     if host not in LOOPBACK:
         raise PolicyFailure(f"backend host '{host}' is not on this machine; the emulated gateway forwards only to "
@@ -415,12 +426,33 @@ def _send(method: str, url: str, headers: dict[str, str], body: bytes, *, timeou
                                      headers=headers)
     try:
         # APIM passes a backend's redirect to the caller; it never follows one with the credential it attached
-        with _NO_REDIRECTS.open(request, timeout=timeout) as answer:  # loopback only, checked above
+        answer = _NO_REDIRECTS.open(request, timeout=timeout)  # loopback only, checked above
+        if stream and answer.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return Response(answer.status, b"", _response_headers(answer.headers), stream=_relay(answer))
+        with answer:
             return Response(answer.status, answer.read(), _response_headers(answer.headers))
     except urllib.error.HTTPError as answer:
         return Response(answer.code, answer.read(), _response_headers(answer.headers))
     except OSError as exc:
         raise PolicyFailure(f"the backend {url} could not be reached ({exc})") from None
+
+
+def _relay(answer: Any) -> Iterator[bytes]:
+    """A backend's chunks as they arrive."""
+    with answer:
+        while chunk := answer.read1(65536):
+            yield chunk
+
+
+def _then(chunks: Iterator[bytes], response: Response, hooks: list[Any]) -> Iterator[bytes]:
+    """Pass a streamed answer on, then run the hooks (token counting) on the whole of it."""
+    seen = []
+    for chunk in chunks:
+        seen.append(chunk)
+        yield chunk
+    response.body = b"".join(seen)
+    for hook in hooks:
+        hook(response)
 
 
 def _usage(response: Response | None) -> dict[str, int]:

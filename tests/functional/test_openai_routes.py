@@ -6,6 +6,7 @@ chat.completion.chunk server-sent events)."""
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 
 import openai
 import pytest
@@ -55,3 +56,40 @@ def test_without_the_option_there_is_no_openai_route(sandbox: Sandbox) -> None:
     with pytest.raises(openai.NotFoundError, match=r"Resource not found"):
         client(sandbox, "openai-chat").chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_a_streamed_answer_reaches_the_client_as_it_is_produced(synced: Sandbox) -> None:
+    """The shipped templates forward with buffer-response="false" (Learn, "Configure API for server-sent events"):
+    the first chunk reaches the OpenAI client before the model has produced the last one. With APIM's default
+    (buffered) the client would get nothing until the whole answer was there."""
+    import time
+
+    stream = client(synced, "openai-chat").chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello"}], stream=True)
+    first = None
+    texts = []
+    for chunk in stream:
+        if first is None:
+            first = time.monotonic()
+        texts.extend(c.delta.content or "" for c in chunk.choices)
+    produced = synced.databricks.data_plane.stream_times
+    assert "".join(texts) == "Emulated answer from gpt-4o-mini."
+    assert first is not None and len(produced) > 3 and first < produced[-1], "the stream was buffered"
+
+
+def test_a_template_that_keeps_apims_default_buffers_the_stream(synced: Sandbox, tmp_path: Path) -> None:
+    """What makes the test above able to fail: the emulated gateway buffers as APIM does by default."""
+    import time
+
+    from apimsync.policy import load_template
+
+    template = tmp_path / "buffered.xml"
+    template.write_text(load_template("named-value-auth")[0].replace(
+        '<forward-request buffer-response="false" />', "<base />"), encoding="utf-8")
+    assert synced.engine(synced.settings(policy={"template": str(template)})).sync().ok
+    stream = client(synced, "openai-chat").chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "Say hello"}], stream=True)
+    first = None
+    for _chunk in stream:
+        first = first or time.monotonic()
+    assert first is not None and first >= synced.databricks.data_plane.stream_times[-1]
