@@ -239,7 +239,19 @@ def _upsert(apim: ApimTarget, change: Change, update_strategy: str, done: list[s
             apim.put_api(desired, with_spec=with_spec, if_match=etag)
             done.append("api" if with_spec else "api-settings")
     if POLICY in change.writes and "policy" not in done:
-        apim.put_policy(desired.api_id, desired.policy_xml)
+        try:
+            apim.put_policy(desired.api_id, desired.policy_xml)
+        except ApimsyncError as exc:
+            if change.action is Action.CREATE:  # a new API is never left live without its policy: undo the import
+                try:
+                    apim.delete_api(desired.api_id, "*")
+                    done.remove("api")
+                except ApimsyncError as undo:
+                    raise ApimsyncError(f"{exc}; removing the API again failed too ({undo}): it is live without "
+                                        "its policy") from exc
+                raise ApimsyncError(f"{exc}; the new API was removed again (never live without its policy)") \
+                    from exc
+            raise
         done.append("policy")
     for write in change.writes:
         if write.kind == "product":

@@ -34,6 +34,24 @@ class StaticTokenCredential:
         return AccessTokenInfo(self._token, int(time.time()) + 3600)
 
 
+def service_credential(name: str) -> TokenCredential:
+    """A Unity Catalog service credential: ``dbutils.credentials.getServiceCredentialsProvider``, or, where the
+    runtime's dbutils does not offer it (Spark Connect runtimes: serverless, standard access mode), the
+    ``databricks.service_credentials`` module Databricks documents for those ("Use Unity Catalog service
+    credentials to connect to external cloud services")."""
+    dbutils = databricks_dbutils()
+    if dbutils is None:
+        raise TargetError(f"apim.credential: service credential '{name}' is only available on Databricks")
+    try:
+        return dbutils.credentials.getServiceCredentialsProvider(name)
+    except Exception as first:  # unsupported through this dbutils (Spark Connect): the module, if present
+        try:
+            from databricks import service_credentials  # type: ignore[attr-defined]
+        except ImportError:
+            raise TargetError(f"apim.credential: service credential '{name}': {first}") from None
+        return service_credentials.getServiceCredentialsProvider(name)
+
+
 def make_credential(kind: str) -> TokenCredential:
     """The Azure credential named in ``apim.credential``."""
     if kind == "emulator":
@@ -48,10 +66,7 @@ def make_credential(kind: str) -> TokenCredential:
         return ManagedIdentityCredential()
     if kind.startswith("service-credential:"):
         name = kind.split(":", 1)[1]
-        dbutils = databricks_dbutils()
-        if dbutils is None:
-            raise TargetError(f"apim.credential: service credential '{name}' is only available on Databricks")
-        return dbutils.credentials.getServiceCredentialsProvider(name)
+        return service_credential(name)
     from azure.identity import DefaultAzureCredential
 
     return DefaultAzureCredential()

@@ -21,7 +21,7 @@ from apimsync.errors import ApimsyncError, PolicyError
 from apimsync.model import MARKER_MAX, ApiSettingsView, DesiredApi, Marker, NamedValueState, short_hash
 from apimsync.naming import render_name, sanitize_api_id, sanitize_path
 from apimsync.planner import Action, Failure, NamedValueChange, Skip
-from apimsync.source import ENDPOINT_NAME, Endpoint, Fetched
+from apimsync.source import Endpoint, Fetched
 
 if TYPE_CHECKING:
     from apimsync.secrets import NamedValueDesired
@@ -178,12 +178,13 @@ def policy_inputs(ep: Endpoint, settings: Settings) -> tuple[str, dict[str, str]
     oauth = creds.oauth
     if oauth is None or not (ep.route_optimized or oauth.all_endpoints):
         return settings.policy.template, variables
-    if not ep.id or not ENDPOINT_NAME.fullmatch(ep.id):
+    endpoint_id = ep.oauth_id
+    if endpoint_id is None:
         raise PolicyError("the endpoint has no usable id, which its OAuth token must name (authorization_details)")
     scope = [{"type": "workspace_permission", "object_type": "serving-endpoints",
-              "object_path": f"/serving-endpoints/{ep.id}", "actions": ["query_inference_endpoint"]}]
+              "object_path": f"/serving-endpoints/{endpoint_id}", "actions": ["query_inference_endpoint"]}]
     return oauth.template, {
-        **variables, "client_id_name": str(oauth.client_id.name),
+        **variables, "endpoint_id": endpoint_id, "client_id_name": str(oauth.client_id.name),
         "client_secret_name": str(oauth.client_secret.name), "token_url": f"{ep.host.rstrip('/')}/oidc/v1/token",
         "authorization_details": quote(json.dumps(scope, separators=(",", ":")), safe="")}
 

@@ -20,7 +20,11 @@ from apimsync.policy import policy_value
 from apimsync.source import Endpoint
 from apimsync.transform.steps import OPENAI_ROUTES, openai_operation_id
 
-LLM_TASKS = ("llm/v1/chat", "llm/v1/completions", "agent/v1/chat", "agent/v2/chat", "agent/v1/responses")
+# the tasks whose answers carry OpenAI's ``usage`` (Databricks' Foundation model REST API reference: chat and
+# completions responses include it; embeddings have no completion tokens). Agent answers (ChatAgent messages,
+# ResponsesAgent output items, a ChatModel's predictions) carry none (research/databricks.md, "Agent answers"),
+# so a token limit or metric on them would count nothing: they get neither.
+LLM_TASKS = ("llm/v1/chat", "llm/v1/completions")
 
 
 KEEP_KEYS_IN_APIM = ('<set-header name="Ocp-Apim-Subscription-Key" exists-action="delete" />'

@@ -43,6 +43,7 @@ class Endpoint:
     endpoint_url: str | None = None
     id: str | None = None  # what an OAuth token's authorization_details names
     served_models: tuple[str, ...] = ()  # each served entity described: name (model vN | external or foundation model)
+    authorization_details: str | None = None  # data_plane_info.query_info.authorization_details (details only)
 
     @property
     def backend_url(self) -> str:
@@ -85,6 +86,8 @@ class Endpoint:
         if version is not None and (isinstance(version, bool) or not isinstance(version, (int, str))):
             raise SourceError(f"config.config_version: expected a number, got {_kind(version)}")
         route_optimized = _field(item, "route_optimized", bool)
+        plane = _field(item, "data_plane_info", Mapping) or {}
+        query_info = _field(plane, "query_info", Mapping, "data_plane_info.") or {}
         return cls(
             workspace=workspace, name=name, host=host,
             ready=_field(state, "ready", str, "state.") == "READY",
@@ -92,7 +95,26 @@ class Endpoint:
             served_entities=tuple(names), config_version=None if version is None else str(version),
             route_optimized=bool(route_optimized), endpoint_url=_field(item, "endpoint_url", str),
             id=_field(item, "id", str), served_models=tuple(described),
+            authorization_details=_field(query_info, "authorization_details", str, "data_plane_info.query_info."),
         )
+
+    @property
+    def oauth_id(self) -> str | None:
+        """The id an OAuth token for this endpoint names (``/serving-endpoints/<id>``): from the
+        ``authorization_details`` Databricks gives ready-made, else the endpoint's id, else the first label of its
+        dedicated host ("the alpha-numeric ID ... in the hostName of the endpoint URL", Databricks' "Query
+        route-optimized serving endpoints"). Only an id of endpoint-name characters is returned."""
+        candidates: list[str | None] = []
+        try:
+            details = json.loads(self.authorization_details or "[]")
+            candidates += [str(d.get("object_path", "")).rsplit("/", 1)[-1] for d in details
+                           if isinstance(d, Mapping) and d.get("object_type") == "serving-endpoints"]
+        except (ValueError, TypeError, AttributeError):
+            pass
+        candidates.append(self.id)
+        if self.endpoint_url:
+            candidates.append((urlsplit(self.endpoint_url).hostname or "").split(".", 1)[0])
+        return next((c for c in candidates if c and ENDPOINT_NAME.fullmatch(c)), None)
 
 
 def _describe_entity(name: str, entity: Mapping[str, Any]) -> str:
@@ -296,7 +318,7 @@ class DatabricksSource:
             raw = self.client.serving_endpoints.get_open_api(endpoint.name).contents
             body = raw.read(MAX_SPEC_BYTES + 1) if raw is not None else b""  # load_spec refuses what is over
         except DatabricksError as exc:
-            if not means_no_schema(exc):
+            if not (means_no_schema(exc) or serves_no_schema(endpoint, exc)):
                 return Fetched(endpoint, error=f"fetching the spec: {_one_line(exc)}")
             synthesized = spec_for_task(endpoint.task, endpoint.name)
             if synthesized is not None:
@@ -317,6 +339,23 @@ def means_no_schema(exc: Exception) -> bool:
     schema is missing (a served model logged without a signature; observed: RESOURCE_DOES_NOT_EXIST). Every other
     answer (400, 401, 403, 429, 5xx) is a failure with Databricks' message."""
     return _status_of(exc) == 404
+
+
+def serves_no_schema(endpoint: Endpoint, exc: Exception) -> bool:
+    """Whether an endpoint that serves no schema of its own answered ``/openapi`` with a client error: one that
+    lists no served entity (Agent Bricks: ``"config": {}``) or a pay-per-token one. What Databricks answers for
+    them is not documented (research/databricks-real.md c4), so any 4xx but 401, 403 and 429 (not ours to paper
+    over) means "build the spec from the task"."""
+    status = _status_of(exc)
+    no_entities = not endpoint.served_entities or endpoint.endpoint_type == FOUNDATION_MODEL_API
+    client_error = status is None or status not in (401, 403, 429)
+    return no_entities and client_error and not _is_server_error(exc)
+
+
+def _is_server_error(exc: Exception) -> bool:
+    from databricks.sdk import errors
+
+    return isinstance(exc, (errors.InternalError, errors.TemporarilyUnavailable, errors.DeadlineExceeded))
 
 
 # Azure's regional control-plane hosts (westeurope-c2.azuredatabricks.net), never a workspace's own URL (adb-...)

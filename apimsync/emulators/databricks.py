@@ -27,7 +27,8 @@ _SAFE_FILE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _ENDPOINT = re.compile(r"^/api/2\.0/serving-endpoints/([^/]+)(/openapi)?$")
 _INVOCATIONS = re.compile(r"^/serving-endpoints/([^/]+)(?:/served-models/([^/]+))?/invocations$")
 _ERRORS = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "RESOURCE_DOES_NOT_EXIST",
-           429: "REQUEST_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR", 503: "TEMPORARILY_UNAVAILABLE"}
+           409: "RESOURCE_CONFLICT", 429: "REQUEST_LIMIT_EXCEEDED", 500: "INTERNAL_ERROR",
+           503: "TEMPORARILY_UNAVAILABLE"}
 
 
 def _error(status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None) -> Response:

@@ -209,7 +209,7 @@ class DataPlane:
             key = f"{name}/{entity}"
             self.calls[key] = self.calls.get(key, 0) + 1
         result = answer(item.get("task"), operation, body, entity)
-        if body.get("stream") is True and item.get("task") in _CHAT_TASKS:
+        if body.get("stream") is True and item.get("task") in ("llm/v1/chat", "agent/v1/chat"):
             return stream(result, self.stream_times)
         return Response.json(200, result)
 
@@ -303,7 +303,12 @@ def _rows(body: dict[str, Any]) -> int:
 
 
 def answer(task: str | None, operation: dict[str, Any], body: dict[str, Any], entity: str) -> Any:
-    """A deterministic answer in the shape the endpoint documents."""
+    """A deterministic answer in the shape the endpoint documents. Chat and completions carry OpenAI's ``usage``
+    (Foundation model REST API reference); agents do not: a ChatAgent answers ``messages``
+    (mlflow.types.agent.ChatAgentResponse), a ResponsesAgent ``output`` items, a ChatModel a chat completion whose
+    ``usage`` is optional and left out here (research/databricks.md, "Agent answers")."""
+    if task == "agent/v2/chat":
+        return {"messages": [{"role": "assistant", "content": f"Emulated answer from {entity}.", "id": "msg-1"}]}
     if task in _CHAT_TASKS or task == "llm/v1/completions":
         prompt = json.dumps(body.get("messages") or body.get("prompt") or "")
         prompt_tokens = max(1, len(prompt.split()))
@@ -313,10 +318,12 @@ def answer(task: str | None, operation: dict[str, Any], body: dict[str, Any], en
             choice["message"] = {"role": "assistant", "content": text}
         else:
             choice["text"] = text
-        return {"id": f"chatcmpl-{entity}", "object": "chat.completion" if task in _CHAT_TASKS
-                else "text_completion", "created": 1700000000, "model": entity, "choices": [choice],
-                "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": 5,
-                          "total_tokens": prompt_tokens + 5}}
+        completion: dict[str, Any] = {"id": f"chatcmpl-{entity}", "object": "chat.completion" if task in _CHAT_TASKS
+                      else "text_completion", "created": 1700000000, "model": entity, "choices": [choice]}
+        if task.startswith("llm/"):
+            completion["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": 5,
+                                   "total_tokens": prompt_tokens + 5}
+        return completion
     if task == "agent/v1/responses":  # the OpenAI Responses shape
         return {"id": f"resp-{entity}", "object": "response", "created_at": 1700000000, "model": entity,
                 "output": [{"type": "message", "id": "msg-1", "role": "assistant", "status": "completed",

@@ -110,6 +110,23 @@ def test_openapi_errors_other_than_a_missing_schema_are_failures(sandbox: Sandbo
     assert len(plan.changes) == 7, "the others are planned"
 
 
+@pytest.mark.parametrize(("status", "synthesized"), [(400, True), (404, True), (409, True), (403, False),
+                                                     (500, False)])
+def test_an_endpoint_without_served_entities_gets_its_task_spec_whatever_openapi_answers(
+        sandbox: Sandbox, status: int, synthesized: bool) -> None:
+    """An Agent Bricks endpoint lists no served entity; what /openapi answers for it is not documented
+    (research/databricks-real.md c4): a client error means "build it from the task", an auth or server error is
+    still a failure with Databricks' message."""
+    sandbox.databricks.faults.add(FaultRule(method="GET", path="mas-7f3c9e21-endpoint/openapi$", status=status,
+                                            count=None))
+    plan = sandbox.engine().plan()
+    changes = {c.endpoint: c for c in plan.changes}
+    if synthesized:
+        assert "spec synthesized from task agent/v1/responses" in changes["mas-7f3c9e21-endpoint"].notes
+    else:
+        assert "mas-7f3c9e21-endpoint" in {f.endpoint for f in plan.failures}
+
+
 def test_a_recursive_schema_is_broken_at_its_cycle_published_and_answers(sandbox: Sandbox) -> None:
     """APIM imports no recursive schema; the default pipeline cuts the cycle (the inner level becomes an untyped
     object) instead of failing the endpoint."""
