@@ -108,7 +108,8 @@ def _desired(ep: Endpoint, spec: dict[str, Any] | None, s: Settings, pipeline: P
                                served_entities=ep.served_entities, config_version=ep.config_version,
                                variables={**names, "api_id": api_id},
                                served_model_routes=s.apis.served_model_routes and not ep.route_optimized,
-                               task=ep.task if s.apis.openai_routes else None)
+                               task=ep.task, openai_routes=s.apis.openai_routes,
+                               validate_requests=s.apis.validate_requests)
         dropped: list[str] = []
         if spec is not None:
             # only the invocation routes apimsync knows, never the workspace's operation ids
@@ -151,7 +152,7 @@ def _desired(ep: Endpoint, spec: dict[str, Any] | None, s: Settings, pipeline: P
                          tags=s.apis.tags + (endpoint_tags(ep) if s.apis.endpoint_tags else ()),
                          environment=s.environment or "", source=source,
                          spec_hash=reuse.spec if reuse is not None else "",
-                         notes=notes)
+                         notes=notes, task=ep.task)
     if len(str(desired.marker)) > MARKER_MAX:
         return Failure(ep.workspace, ep.name, "naming", f"the ownership marker would exceed APIM's {MARKER_MAX} "
                                                         "characters (endpoint name too long)", api_id)

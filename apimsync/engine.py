@@ -225,7 +225,7 @@ class Engine:
         whether the pipeline reads ``{config_version}``, which only an endpoint's details report."""
         s = self.settings
         steps = [(step.name, step.params, step.when) for step in self.pipeline.steps]
-        routes = (s.apis.served_model_routes, s.apis.openai_routes)
+        routes = (s.apis.served_model_routes, s.apis.openai_routes, s.apis.validate_requests)
         text = json.dumps([steps, repr(s.naming), routes], default=str)
         return short_hash(text), "{config_version}" in text
 
@@ -275,7 +275,8 @@ class Engine:
         return [
             Target(c.endpoint or "", c.workspace or "", c.api_id,
                    c.actual.settings.path if c.actual else c.desired.settings.path,
-                   json.loads(c.desired.spec_json) if c.actual is not None and c.desired.spec_json else None)
+                   json.loads(c.desired.spec_json) if c.actual is not None and c.desired.spec_json else None,
+                   c.desired.task)
             for c in plan.changes
             if c.desired is not None and c.action is not Action.DELETE and (not endpoints or c.endpoint in endpoints)]
 

@@ -84,6 +84,7 @@ class DesiredApi:
     environment: str = ""
     source: str = ""  # the source fingerprint (see Marker.source)
     spec_hash: str = ""  # with spec_json None: the hash of the spec published before, which still holds
+    task: str | None = None  # the endpoint's task: what verify sends it (not part of the hashes)
 
     @cached_property
     def policy_form(self) -> str:

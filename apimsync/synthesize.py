@@ -17,8 +17,15 @@ _USAGE = {"type": "object", "properties": {"prompt_tokens": {"type": "integer"},
 _SAMPLING = {"max_tokens": {"type": "integer", "minimum": 1}, "temperature": {"type": "number", "minimum": 0},
              "top_p": {"type": "number", "minimum": 0, "maximum": 1}, "top_k": {"type": "integer", "minimum": 1},
              "stop": _STRING_OR_LIST, "n": {"type": "integer", "minimum": 1}, "stream": {"type": "boolean"}}
-_MESSAGES = {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["role"], "properties": {
-    "role": {"type": "string", "enum": ["system", "user", "assistant", "tool"]}, "content": {"type": "string"}}}}
+# a chat message as MLflow's validators take it (ChatCompletionRequest, ChatAgentRequest): a role is required;
+# content is text, a list of parts (text, image_url, ...) or null beside tool_calls: any value, described
+MESSAGE = {"type": "object", "required": ["role"], "properties": {
+    "role": {"type": "string", "description": "system, user, assistant, tool, ..."},
+    "content": {"description": "text, a list of content parts, or null beside tool_calls"}}}
+_MESSAGES = {"type": "array", "minItems": 1, "items": MESSAGE}
+# ResponsesAgentRequest.input: a list of messages or output items, never a string (mlflow.types.responses)
+RESPONSES_INPUT = {"type": "array", "minItems": 1, "items": {"type": "object", "properties": {
+    "role": {"type": "string"}, "content": {"description": "text or a list of content parts"}}}}
 
 _CHAT = (
     {"type": "object", "required": ["messages"], "properties": {"messages": _MESSAGES, **_SAMPLING}},
@@ -45,8 +52,7 @@ _EMBEDDINGS = (
             "embedding": {"type": "array", "items": {"type": "number"}}}}}}})
 _RESPONSES = (
     {"type": "object", "required": ["input"], "properties": {
-        "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object", "properties": {
-            "role": {"type": "string"}, "content": {"type": "string"}}}}]},
+        "input": RESPONSES_INPUT,
         "stream": {"type": "boolean"}}},
     {"type": "object", "properties": {
         "id": {"type": "string"}, "object": {"type": "string", "enum": ["response"]},

@@ -245,37 +245,60 @@ def _request_schema(operation: dict[str, Any]) -> dict[str, Any] | None:
     return schema if isinstance(schema, dict) else None
 
 
+LLM_KEYS = ("messages", "prompt", "input")  # mlflow.pyfunc.utils.serving_data_parser.SUPPORTED_LLM_FORMATS
+
+
 def check_payload(task: str | None, operation: dict[str, Any], body: Any) -> str | None:
-    """Why serving would refuse ``body`` (None when it would score it)."""
+    """Why serving would refuse ``body`` (None when it would score it): MLflow's own rules per kind of model,
+    held to the verdicts MLflow gives (tests/data/payloads/verdicts.json, written by mlflow_verdicts.py):
+
+    - a custom pyfunc model: the scoring server takes an unwrapped LLM body (``messages``, ``prompt``, ``input``)
+      as it is, else exactly one of the four input fields (other keys, ``params`` aside, are ignored), checked
+      against the model's signature;
+    - chat (``llm/v1/chat``, ``agent/v1/chat``, ``agent/v2/chat``): a non-empty list of messages, each with a
+      role (content may be text, a list of parts, or null beside tool calls);
+    - ``agent/v1/responses``: ``input`` as a list of messages or output items, never a string;
+    - completions and embeddings: ``prompt`` and ``input``."""
     if not isinstance(body, dict):
         return "The request body must be a JSON object."
-    if task in _CHAT_TASKS and "messages" not in body and not any(k in body for k in INPUT_KEYS):
-        return "Missing required field 'messages'."
-    if task == "llm/v1/embeddings" and "input" not in body:
-        return "Missing required field 'input'."
-    if task == "llm/v1/completions" and "prompt" not in body:
-        return "Missing required field 'prompt'."
-    if task == "agent/v1/responses" and "input" not in body:
-        return "Missing required field 'input'."
-    if task is None:
-        given = [k for k in INPUT_KEYS if k in body]
-        if len(given) != 1:  # MLflow's scoring server (mlflow/pyfunc/scoring_server), which serving runs
-            return ("The input must be a JSON dictionary with exactly one of the input fields "
-                    "{'dataframe_split', 'dataframe_records', 'instances', 'inputs'}.")
-        unknown = sorted(set(body) - {given[0], "params"})
-        if unknown:
-            return f"Invalid input. Unexpected field(s) {unknown}; only the input field and 'params' are allowed."
+    if task in _CHAT_TASKS:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            return "Missing required field 'messages' (a non-empty list)."
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+                return f"messages.{i}.role: Field required"
+        return None
+    if task == "llm/v1/embeddings":
+        return None if "input" in body else "Missing required field 'input'."
+    if task == "llm/v1/completions":
+        return None if "prompt" in body else "Missing required field 'prompt'."
+    if task == "agent/v1/responses":
+        if "input" not in body and "messages" in body:
+            return "'messages' field is not supported. Please use 'input' field instead."
+        items = body.get("input")
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            return "input: Input should be a valid list"
+        return None
+    if task is not None:
+        return None
+    if any(key in body for key in LLM_KEYS):  # no data parsing for an unwrapped LLM body (scoring_server)
+        return None
+    given = [k for k in INPUT_KEYS if k in body]
+    if len(given) != 1:  # MLflow's scoring server (mlflow/pyfunc/scoring_server), which serving runs
+        return ("The input must be a JSON dictionary with exactly one of the input fields "
+                "{'dataframe_split', 'dataframe_records', 'instances', 'inputs'}.")
     schema = _request_schema(operation)
     if schema is None:
         return None
     branches = schema.get("oneOf") or schema.get("anyOf")
     if isinstance(branches, list):  # one variant per input format: check the one that was sent
-        keyed = [b for b in branches if isinstance(b, dict) and set(body) & set(b.get("properties") or {})]
+        keyed = [b for b in branches if isinstance(b, dict) and given[0] in (b.get("properties") or {})]
         if not keyed:
             accepted = sorted({k for b in branches if isinstance(b, dict) for k in (b.get("properties") or {})})
             return f"The model's signature accepts the input fields {accepted}; got {sorted(body)}."
         schema = keyed[0]
-    return _schema_problem(schema, body)
+    return _schema_problem(schema, {k: v for k, v in body.items() if k in (given[0], "params")})
 
 
 def _schema_problem(schema: dict[str, Any], body: Any) -> str | None:

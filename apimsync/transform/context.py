@@ -18,7 +18,9 @@ class TransformContext:
     config_version: str | None = None
     variables: Mapping[str, str] = field(default_factory=dict)
     served_model_routes: bool = False  # keep the per-entity routes beside /invocations (add-invocations-path)
-    task: str | None = None  # the endpoint's task (llm/v1/chat, ...): what openai-routes publishes
+    task: str | None = None  # the endpoint's task (llm/v1/chat, ...): what serving-inputs accepts
+    openai_routes: bool = True  # openai-routes publishes the task's OpenAI route (apis.openai_routes)
+    validate_requests: bool = False  # APIM validates requests against the schema (serving-inputs widens it)
 
     def values(self) -> dict[str, str]:
         return {"endpoint": self.endpoint, "server_url": self.server_url,

@@ -329,7 +329,7 @@ class OpenAiRoutes(Step):
 
 
     def apply(self, doc: dict[str, Any], ctx: TransformContext) -> None:
-        route = OPENAI_ROUTES.get(ctx.task or "")
+        route = OPENAI_ROUTES.get(ctx.task or "") if ctx.openai_routes else None
         paths = doc.get("paths")
         if route is None or not isinstance(paths, dict) or route in paths:
             return

@@ -47,7 +47,8 @@ def test_an_agent_bricks_endpoint_gets_the_responses_shape(sandbox: Sandbox) -> 
     (change,) = [c for c in report.plan.changes if c.endpoint == "mas-7f3c9e21-endpoint"]
     assert change.action is Action.CREATE and "spec synthesized from task agent/v1/responses" in change.notes
     assert "spec synthesized" in str(report.plan) and change.to_dict()["notes"] == list(change.notes)
-    answer = call(sandbox, "serving/mas-7f3c9e21-endpoint/invocations", {"input": "Where is my order?"})
+    answer = call(sandbox, "serving/mas-7f3c9e21-endpoint/invocations",
+                  {"input": [{"role": "user", "content": "Where is my order?"}]})
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["object"] == "response" and body["output"][0]["content"][0]["type"] == "output_text"

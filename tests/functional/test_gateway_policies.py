@@ -87,3 +87,35 @@ def test_policies_with_expressions_are_read_back_as_written_and_a_second_sync_wr
                                                        if c.reasons]
     assert sandbox.apim.stats()["writes"] == 0
     assert sandbox.engine(settings).verify().ok
+
+
+def test_request_validation_takes_what_mlflow_takes_and_refuses_what_it_refuses(sandbox: Sandbox) -> None:
+    """Every body of tests/data/payloads/corpus.json that MLflow accepts (verdicts.json) passes validate-content
+    and is answered by the model; every one it refuses is refused at the gateway, before Databricks. Custom-model
+    bodies that depend on a signature (dataframe fields) are left to test_the_data_plane_gives_mlflows_verdict."""
+    import json
+    from pathlib import Path
+
+    data = Path(__file__).resolve().parents[1] / "data" / "payloads"
+    corpus = json.loads((data / "corpus.json").read_text(encoding="utf-8"))["payloads"]
+    verdicts = json.loads((data / "verdicts.json").read_text(encoding="utf-8"))["verdicts"]
+    for name, task in (("completer", "llm/v1/completions"), ("chat-agent", "agent/v2/chat")):
+        sandbox.databricks.put_endpoint({"name": name, "id": f"{name}-id", "task": task, "state": {
+            "ready": "READY", "config_update": "NOT_UPDATING"}, "config": {"served_entities": [{
+                "name": f"{name}-1", "external_model": {"provider": "openai", "name": name}}]}})
+    endpoints = {None: "churn-classifier", "llm/v1/chat": "openai-chat", "llm/v1/embeddings": "openai-embeddings",
+                 "llm/v1/completions": "completer", "agent/v1/chat": "agents_main-dbdemos_rag_chatbot-dbdemos_rag_demo",
+                 "agent/v2/chat": "chat-agent", "agent/v1/responses": "mas-7f3c9e21-endpoint"}
+    settings = sandbox.settings(apis={"validate_requests": True})
+    assert sandbox.engine(settings).sync().ok
+    for entry in corpus:
+        if entry["task"] is None and any(k.startswith(("dataframe", "instances", "inputs")) for k in entry["body"]
+                                         if isinstance(entry["body"], dict)):
+            continue  # depends on the model's signature
+        answer = call(sandbox, endpoints[entry["task"]], entry["body"])
+        if verdicts[entry["id"]]["accepted"]:
+            assert answer.status_code == 200, (entry["id"], answer.text)
+        else:
+            assert answer.status_code == 400, (entry["id"], answer.text)
+            assert answer.json().get("message", "").startswith("Body of the request does not conform"), \
+                (entry["id"], answer.text)
