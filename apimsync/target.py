@@ -296,10 +296,15 @@ class ApimTarget:
             params.update(format="openapi+json", value=api.spec_json)
         api_id = api.api_id
         if revision_of is not None:
-            # a new revision keeps the API's name and description ("Can't change property Name for non-current
-            # revision"); they are set on the current API after the release
+            # the documented two steps: clone the API into the new revision with sourceApiId alone
+            # (ApiManagementCreateApiRevisionFromExistingApi.json), then import the spec into it, as
+            # az apim api import --api-revision does; a new revision keeps the API's name and description
+            # ("Can't change property Name for non-current revision"): they are set after the release
             api_id = f"{api.api_id};rev={revision}"
-            params["source_api_id"] = f"{self.service_id}/apis/{api.api_id}"
+            clone = ApiCreateOrUpdateParameter(path=s.path, source_api_id=f"{self.service_id}/apis/{api.api_id}",
+                                               api_revision_description=str(api.marker))
+            self._call(f"creating revision {revision} of API {api.api_id}", lambda: self.client.api.
+                       begin_create_or_update(self.rg, self.svc, api_id, clone, polling=self._poller()).result())
             params.update(display_name=revision_of.settings.display_name,
                           description=revision_of.settings.description)
             if with_spec and api.spec_json is not None:

@@ -524,7 +524,7 @@ def _evaluate(text: str, call: _Call) -> Any:
     values = [_term(t, call, stripped) for t in terms]
     if len(values) == 1:
         return values[0]
-    return "".join(str(v) for v in values)
+    return "".join("" if v is None else str(v) for v in values)  # C#: "a" + null is "a"
 
 
 def _split_plus(expression: str) -> list[str]:
@@ -568,10 +568,13 @@ def _term(term: str, call: _Call, whole: str) -> Any:
         if not isinstance(response, Response):
             raise PolicyFailure(f"variable '{found.group(1)}' is not a response")
         try:
-            return json.loads(response.body.decode("utf-8"))[found.group(2)]
-        except (ValueError, KeyError, TypeError):
-            raise PolicyFailure(f"the response in '{found.group(1)}' has no JSON field '{found.group(2)}' "
-                                f"(status {response.status})") from None
+            document = json.loads(response.body.decode("utf-8"))
+        except ValueError:
+            raise PolicyFailure(f"the response in '{found.group(1)}' is not JSON (status {response.status})") \
+                from None
+        # JObject's indexer gives null for a missing key, and (string)null is null: a failed token request
+        # ({"error": "invalid_client"}) makes "Bearer " + null = "Bearer ", which Databricks answers 401
+        return document.get(found.group(2)) if isinstance(document, dict) else None
     raise PolicyFailure(f"policy expression {whole!r} is not supported by the emulated gateway")
 
 

@@ -219,7 +219,8 @@ def test_route_optimized_is_called_with_an_oauth_token_the_gateway_obtains_and_c
     policy = synced.apim.client().api_policy.get(synced.apim.RESOURCE_GROUP, synced.apim.SERVICE,
                                                  "dbx-ranker-route-optimized", "policy").value
     assert "{{databricks-sp-secret-emulator}}" in policy and "Bearer {{" not in policy
-    # a wrong secret: Databricks refuses the client, the gateway answers 500 and verify names the credential
+    # a wrong secret: Databricks refuses the client; the policy's JObject lookup of access_token gives null, so
+    # the endpoint gets "Bearer " and answers 401, which verify reports as the credential
     client = synced.apim.client()
     client.named_value.begin_create_or_update(
         synced.apim.RESOURCE_GROUP, synced.apim.SERVICE, "databricks-sp-secret-emulator",
@@ -227,7 +228,9 @@ def test_route_optimized_is_called_with_an_oauth_token_the_gateway_obtains_and_c
         polling=location_poller(0.02)).result()
     synced.apim.gateway.clear_cache()
     refused = call(synced, "serving/ranker-route-optimized/invocations", body)
-    assert refused.status_code == 500 and "access_token" in refused.json()["message"]
+    assert refused.status_code == 401 and "error_code" in refused.json()
+    checks = {c.endpoint: c for c in synced.engine().verify().checks}
+    assert checks["ranker-route-optimized"].diagnosis == "credential"
 
 
 def test_arm_reads_the_gateway_url_and_the_all_access_key(synced: Sandbox) -> None:

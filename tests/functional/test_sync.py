@@ -204,10 +204,16 @@ def test_revision_strategy_releases_a_new_revision(sandbox: Sandbox) -> None:
     for item in spec["paths"].values():  # the model's signature changed
         item["post"]["requestBody"]["content"]["application/json"]["schema"]["description"] = "v2"
     redeploy(sandbox, name, spec)
+    sandbox.apim.journal.clear()
     report = sandbox.engine(settings).sync()
     assert report.ok, report.failed
     (outcome,) = [o for o in report.outcomes if o.action is Action.UPDATE]
     assert "release" in outcome.writes
+    # the documented two steps: a clone with sourceApiId alone (ApiManagementCreateApiRevisionFromExistingApi.json),
+    # then the import into it (az apim api import --api-revision)
+    puts = [keys for method, path, keys in sandbox.apim.journal if method == "PUT" and path.endswith(";rev=2")]
+    assert len(puts) == 2 and "sourceApiId" in puts[0] and "value" not in puts[0]
+    assert "value" in puts[1] and "sourceApiId" not in puts[1]
     client = sandbox.apim.client()
     api = client.api.get(sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE, outcome.api_id)
     assert api.api_revision == "2"

@@ -10,6 +10,7 @@ injection, and ``/_emulator/*`` routes for tests and benchmarks. One module per 
 from __future__ import annotations
 
 import base64
+import collections
 import itertools
 import json
 import math
@@ -67,6 +68,7 @@ class ApimEmulator(Apis, LongRunning, Policies, NamedValues, Links):
         self._reset_buckets()
         self._stats: dict[str, Any] = {}
         self.reset_stats()
+        self.journal: collections.deque[tuple[str, str, tuple[str, ...]]] = collections.deque(maxlen=1000)
         self._state = State.load(self.state_file) if self.state_file and self.state_file.exists() else State()
         self._etags = itertools.count(self._state.etag_counter)
         self._ca = LocalCA()
@@ -202,6 +204,12 @@ class ApimEmulator(Apis, LongRunning, Policies, NamedValues, Links):
         kind = {"GET": "reads", "HEAD": "reads", "DELETE": "deletes"}.get(request.method, "writes")
         headers = self._take_token(kind)
         decoded = unquote(path)
+        if request.method in ("PUT", "PATCH"):  # what was written, by property name (never a value): for tests
+            try:
+                written = sorted((request.json() or {}).get("properties") or {})
+            except (ValueError, AttributeError):
+                written = []
+            self.journal.append((request.method, decoded[len(self.base_path):], tuple(written)))
         rule = self.faults.apply(request, decoded)
         wait(self.latency.arm(request.method, decoded), self.time_scale)
         if rule is not None and rule.status:
