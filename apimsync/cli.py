@@ -336,13 +336,16 @@ def verify(ctx: click.Context, endpoints: tuple[str, ...], config: str | None, o
 @click.option("--time-scale", type=click.FloatRange(min=0.001), default=1.0,
               help="Emulated time runs X times faster (ARM throttling refill, long-running operations).")
 @click.option("--throttle/--no-throttle", default=False, help="Throttle like ARM (token buckets per subscription).")
+@click.option("--sku", type=click.Choice(["Consumption", "Developer", "Basic", "Standard", "Premium"]),
+              default="Developer", show_default=True,
+              help="The emulated APIM tier (Consumption has no llm-token-limit and no built-in cache).")
 @click.option("--workspaces", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Emulate N workspaces, each with its own host, client token and token for APIM (the same "
                    "endpoints in each); clients authenticate through a profile per workspace.")
 @handle_errors
 def emulate(fixtures: str | None, endpoints: int | None, databricks_port: int, apim_port: int, gateway_port: int,
             ca_out: str | None, state: str | None, latency_model: str, latency_ms: float, fault_rate: float,
-            time_scale: float, throttle: bool, workspaces: int) -> None:
+            time_scale: float, throttle: bool, workspaces: int, sku: str) -> None:
     """Run a local Databricks workspace and APIM service until interrupted (an offline sandbox).
 
     Prints the URLs (workspace, ARM, gateway), a ready configuration and the environment for pointing
@@ -370,7 +373,7 @@ def emulate(fixtures: str | None, endpoints: int | None, databricks_port: int, a
             raise ConfigError(f"--state {exc}") from None
     box = Sandbox(fixtures=chosen, endpoints=endpoints, databricks_port=databricks_port, apim_port=apim_port,
                   gateway_port=gateway_port, state_file=state, throttle=Throttle(enabled=throttle),
-                  time_scale=time_scale, latency=MODELS[latency_model], workspaces=workspaces)
+                  time_scale=time_scale, latency=MODELS[latency_model], workspaces=workspaces, sku=sku)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with box:

@@ -66,7 +66,7 @@ def source_fingerprint(ep: Endpoint, config: str, *, version: bool = False) -> s
 
 
 def build(f: Fetched, settings: Settings, pipeline: Pipeline, templates: Templates, *, source: str = "",
-          reuse: Marker | None = None) -> DesiredApi | Skip | Failure:
+          reuse: Marker | None = None, tier: str | None = None) -> DesiredApi | Skip | Failure:
     """What one fetched endpoint becomes; never raises, whatever the workspace returned. ``reuse``: the marker of
     the API published from an unchanged source, whose spec still holds (it was not fetched)."""
     ep = f.endpoint
@@ -81,12 +81,13 @@ def build(f: Fetched, settings: Settings, pipeline: Pipeline, templates: Templat
     if ep.route_optimized and credentials(settings, ep.workspace).oauth is None:
         return Skip(ep.workspace, ep.name, ROUTE_OPTIMIZED, api_id_for(ep, settings))
     return _desired(ep, None if reused else f.spec, settings, pipeline, templates, synthesized=f.synthesized,
-                    source=source, reuse=reuse if reused else None)
+                    source=source, reuse=reuse if reused else None, tier=tier)
 
 
 def _desired(ep: Endpoint, spec: dict[str, Any] | None, s: Settings, pipeline: Pipeline, templates: Templates, *,
-             synthesized: bool, source: str = "", reuse: Marker | None = None) -> DesiredApi | Failure:
-    from apimsync.optional_policies import add_inbound, optional_policies
+             synthesized: bool, source: str = "", reuse: Marker | None = None,
+             tier: str | None = None) -> DesiredApi | Failure:
+    from apimsync.optional_policies import NO_BUILT_IN_CACHE_TIERS, add_inbound, optional_policies
     from apimsync.policy import check_policy, render_policy
     from apimsync.spec import dump_spec
     from apimsync.transform import TransformContext, lint
@@ -133,12 +134,14 @@ def _desired(ep: Endpoint, spec: dict[str, Any] | None, s: Settings, pipeline: P
         variables = {**s.policy.variables, **variables, "endpoint": ep.name, "api_id": api_id,
                      "workspace": ep.workspace, "backend_url": ep.backend_url}
         policy = render_policy(templates(template), variables, origin=f"policy {template}")
-        fragments, optional = optional_policies(ep, s)
+        fragments, optional = optional_policies(ep, s, tier)
         policy = add_inbound(policy, fragments)
         check_policy(policy, origin=f"policy {template} with apimsync's optional policies")
         notes = ((f"spec synthesized from task {ep.task}",) if synthesized else ()) + (
             ("spec unchanged, not fetched",) if reuse is not None else ()) + (
-            ("OAuth service principal",) if "client_id_name" in variables else ()) + tuple(optional) + (
+            ("OAuth service principal",) if "client_id_name" in variables else ()) + (
+            (f"no built-in cache on the {tier} tier: a token request per call",)
+            if "client_id_name" in variables and tier in NO_BUILT_IN_CACHE_TIERS else ()) + tuple(optional) + (
             (f"{len(dropped)} route(s) of the workspace's spec not published (not an invocation route)",)
             if dropped else ())
     except ApimsyncError as exc:

@@ -145,6 +145,9 @@ class Engine:
             return marker if marker and not refresh and marker.source == source_of(ep) else None
 
         named = NamedValues(s, self.apim, self._env)
+        # the service's tier, read only when a policy depends on it (the LLM token limit, the OAuth token cache)
+        tier = self.apim.tier() if (s.policy.llm and s.policy.llm.tokens_per_minute) or s.policy.oauth or any(
+            w.oauth for w in s.workspaces) else None
         with ThreadPoolExecutor(max_workers=1) as side:  # one coordinating thread: see apimsync/parallel.py
             reading = side.submit(self._actual, listed_workspaces, apis)
             streamable = self._streamable(chosen, apis) if applier is not None else None
@@ -152,7 +155,7 @@ class Engine:
 
             def one(ep: Endpoint) -> DesiredApi | Skip | Failure:
                 fetched = by_ws[ep.workspace].fetch(ep, unchanged)
-                built = build(fetched, s, self.pipeline, self.template, source=source_of(fetched.endpoint),
+                built = build(fetched, s, self.pipeline, self.template, source=source_of(fetched.endpoint), tier=tier,
                               reuse=unchanged(fetched.endpoint) if fetched.reused else None)
                 if isinstance(built, DesiredApi):
                     built = named.check(built)

@@ -41,8 +41,16 @@ def metric_dimension(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:64] or "unnamed"
 
 
-def optional_policies(ep: Endpoint, settings: Settings) -> tuple[list[str], list[str]]:
-    """(inbound fragments, notes for the plan)."""
+# what a tier lacks (Learn: llm-token-limit's "Policy availability" names every tier but Consumption; the
+# built-in cache: every tier but Consumption); a refused policy answers "Policy is not allowed in 'Consumption'
+# sku" (MicrosoftDocs/azure-docs#57081)
+NO_TOKEN_LIMIT_TIERS = ("Consumption",)
+NO_BUILT_IN_CACHE_TIERS = ("Consumption",)
+
+
+def optional_policies(ep: Endpoint, settings: Settings, tier: str | None = None) -> tuple[list[str], list[str]]:
+    """(inbound fragments, notes for the plan); ``tier``: the service's SKU name, when it matters (PolicyError
+    for a policy the tier does not offer)."""
     # always: the caller's subscription key stays in APIM (APIM forwards the header and the query parameter to the
     # backend unless a policy removes them: Learn, "Subscriptions in Azure API Management")
     fragments: list[str] = [KEEP_KEYS_IN_APIM]
@@ -57,6 +65,9 @@ def optional_policies(ep: Endpoint, settings: Settings) -> tuple[list[str], list
     llm = settings.policy.llm
     if llm is not None and ep.task in LLM_TASKS:
         if llm.tokens_per_minute:
+            if tier in NO_TOKEN_LIMIT_TIERS:
+                raise PolicyError(f"policy.llm.tokens_per_minute: llm-token-limit is not available on the {tier} "
+                                  "tier (Learn: every tier but Consumption); remove it for this service")
             fragments.append(
                 '<llm-token-limit counter-key="@(context.Subscription.Id)" '
                 f'tokens-per-minute="{llm.tokens_per_minute}" estimate-prompt-tokens="false" '

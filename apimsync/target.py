@@ -258,10 +258,19 @@ class ApimTarget:
 
         return self._call(f"writing named value {name}", run)
 
+    @cached_property
+    def _service(self) -> Any:
+        return self._call(f"reading service {self.svc}",
+                          lambda: self.client.api_management_service.get(self.rg, self.svc))
+
+    def tier(self) -> str:
+        """The service's SKU name (``sku.name``: Consumption, Developer, Basic, Standard, Premium, ...)."""
+        sku = self._service.sku
+        return str(getattr(sku.name, "value", sku.name)) if sku is not None else ""
+
     def gateway_url(self) -> str:
         """The service's gateway URL (``properties.gatewayUrl`` of the service resource)."""
-        service = self._call(f"reading service {self.svc}",
-                             lambda: self.client.api_management_service.get(self.rg, self.svc))
+        service = self._service
         if not service.gateway_url:
             raise TargetError(f"service {self.svc} reports no gatewayUrl (self-hosted or disabled gateway?); "
                               "pass --gateway-url")

@@ -223,6 +223,12 @@ class Gateway:
         call.variables[_attr(el, "name")] = _evaluate(_attr(el, "value"), call)
 
     def _el_cache_lookup_value(self, el: ET.Element, call: _Call) -> None:
+        """Learn, "Get value from cache": the built-in cache exists on every tier but Consumption, where a lookup
+        finds nothing (an external cache would be needed)."""
+        if self.apim.sku == "Consumption":
+            if el.get("default-value") is not None:
+                call.variables[_attr(el, "variable-name")] = el.get("default-value")
+            return
         key = _evaluate(_attr(el, "key"), call)
         with self._lock:
             hit = self._cache.get(key)
@@ -232,6 +238,8 @@ class Gateway:
             call.variables[_attr(el, "variable-name")] = el.get("default-value")
 
     def _el_cache_store_value(self, el: ET.Element, call: _Call) -> None:
+        if self.apim.sku == "Consumption":  # no built-in cache on this tier: nothing is kept
+            return
         key = _evaluate(_attr(el, "key"), call)
         duration = float(_evaluate(_attr(el, "duration"), call))
         with self._lock:

@@ -60,7 +60,7 @@ class Sandbox:
     def __init__(self, *, fixtures: str | Path | None = DEFAULT_FIXTURES, endpoints: int | None = None,
                  databricks_port: int = 0, apim_port: int = 0, gateway_port: int = 0,
                  state_file: str | Path | None = None, throttle: Throttle | None = None, time_scale: float = 1.0,
-                 latency: Latency | None = None, seed: int = 0, workspaces: int = 1) -> None:
+                 latency: Latency | None = None, seed: int = 0, workspaces: int = 1, sku: str = "Developer") -> None:
         latency = latency or lro_only(0.05)
         self.workspaces = [
             DatabricksEmulator(fixtures, endpoints=endpoints, port=databricks_port if i == 0 else 0, seed=seed,
@@ -75,7 +75,7 @@ class Sandbox:
             workspace.identities.entra_apps.add(MANAGED_IDENTITY_APP_ID)
             workspace.identities.service_principals[DEMO_SP_ID] = DEMO_SP_SECRET
         self.apim = ApimEmulator(port=apim_port, gateway_port=gateway_port, state_file=state_file, throttle=throttle,
-                                 time_scale=time_scale, latency=latency, seed=seed)
+                                 time_scale=time_scale, latency=latency, seed=seed, sku=sku)
         self._profiles: Path | None = None
 
     def start(self) -> Sandbox:

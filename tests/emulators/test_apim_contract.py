@@ -331,3 +331,17 @@ def test_policy_formats_xml_round_trips_and_rawxml_does_not(emu: ApimEmulator) -
     # the encoded form sent as rawxml is taken literally: its entities are encoded once more
     c.api_policy.create_or_update(rg, svc, "echo", "policy", PolicyContract(value=encoded, format="rawxml"))
     assert "&amp;quot;" in c.api_policy.get(rg, svc, "echo", "policy", format="xml").value
+
+
+def test_a_consumption_service_reports_its_tier_and_refuses_llm_token_limit() -> None:
+    """sku.name as in ApiManagementServiceGetService.json; llm-token-limit is not offered on Consumption (Learn,
+    "Policy availability") and is refused with the message seen for a sibling policy (azure-docs#57081)."""
+    with ApimEmulator(latency=lro_only(0.05), sku="Consumption") as emu:
+        c, rg, svc = emu.client(), emu.RESOURCE_GROUP, emu.SERVICE
+        assert c.api_management_service.get(rg, svc).sku.name == "Consumption"
+        create(emu)
+        xml = ('<policies><inbound><base /><llm-token-limit counter-key="@(context.Subscription.Id)" '
+               'tokens-per-minute="10" estimate-prompt-tokens="false" /></inbound></policies>')
+        with pytest.raises(HttpResponseError) as info:
+            c.api_policy.create_or_update(rg, svc, "echo", "policy", PolicyContract(value=xml, format="xml"))
+        assert info.value.status_code == 400 and "Policy is not allowed in 'Consumption' sku" in str(info.value)

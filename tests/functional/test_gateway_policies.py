@@ -119,3 +119,30 @@ def test_request_validation_takes_what_mlflow_takes_and_refuses_what_it_refuses(
             assert answer.status_code == 400, (entry["id"], answer.text)
             assert answer.json().get("message", "").startswith("Body of the request does not conform"), \
                 (entry["id"], answer.text)
+
+
+def test_the_consumption_tier_has_no_token_limit_and_no_built_in_cache() -> None:
+    """The service's SKU decides (ApiManagementServiceGetService.json: sku.name): on Consumption the plan refuses
+    llm-token-limit with the reason before any write (the emulated ARM refuses the policy as Azure does), and the
+    OAuth policy's token cache keeps nothing (a token request per call), which the plan notes."""
+    from apimsync.emulators.sandbox import Sandbox as Box
+
+    with Box(sku="Consumption") as box:
+        limited = box.engine(box.settings(policy={**box.config()["policy"], "llm": {"tokens_per_minute": 1000}}))
+        report = limited.sync()
+        failed = {f.endpoint: f for f in report.plan.failures}
+        assert "not available on the Consumption tier" in failed["openai-chat"].message
+        assert "dbx-openai-chat" not in {str(a.name) for a in box.apim.client().api.list_by_service(
+            box.apim.RESOURCE_GROUP, box.apim.SERVICE)}
+        plain = box.engine().sync()
+        assert plain.ok
+        (ranker,) = [c for c in plain.plan.changes if c.endpoint == "ranker-route-optimized"]
+        assert any("no built-in cache" in note for note in ranker.notes)
+        before = box.databricks.data_plane.tokens_issued
+        body = {"dataframe_records": [{"query": "q", "doc": "d"}]}
+        for _ in range(3):
+            answer = requests.post(f"{box.apim.gateway_url}/serving/ranker-route-optimized/invocations", json=body,
+                                   headers={"Ocp-Apim-Subscription-Key": box.apim.subscription_key},
+                                   verify=str(box.apim.ca_file), timeout=30)
+            assert answer.status_code == 200, answer.text
+        assert box.databricks.data_plane.tokens_issued - before == 3, "no cache: a token per call"

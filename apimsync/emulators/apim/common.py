@@ -72,6 +72,7 @@ class Service:
 
     base_path: str
     url: str
+    sku: str
     latency: Latency
     time_scale: float
     faults: Faults

@@ -131,6 +131,12 @@ class Policies(Service):
                 raise ArmError(400, "ValidationError", "One or more fields contain incorrect values:", [{
                     "code": "ValidationError", "target": "policies",
                     "message": f"Error in element on line {line}, column {column}: {exc}"}]) from None
+            if self.sku == "Consumption" and "<llm-token-limit" in value:
+                # llm-token-limit: every tier but Consumption (Learn, "Policy availability"); the refusal's wording
+                # is the one seen for a sibling policy (MicrosoftDocs/azure-docs#57081)
+                raise ArmError(400, "ValidationError", "One or more fields contain incorrect values:", [{
+                    "code": "ValidationError", "target": "llm-token-limit",
+                    "message": "Policy is not allowed in 'Consumption' sku"}])
             known = {nv["displayName"] for nv in self._state.named_values.values()}
             for ref in NAMED_VALUE_REF.findall(value):
                 if ref not in known:

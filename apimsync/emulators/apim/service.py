@@ -56,7 +56,8 @@ class ApimEmulator(Apis, LongRunning, Policies, NamedValues, Links):
 
     def __init__(self, *, port: int = 0, gateway_port: int = 0, state_file: str | Path | None = None,
                  throttle: Throttle | None = None, time_scale: float = 1.0, latency: Latency | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, sku: str = "Developer") -> None:
+        self.sku = sku  # behaviour that depends on the tier: policies.py (llm-token-limit), gateway.py (cache)
         self.time_scale = time_scale
         self.latency = latency or Latency()
         self.throttle = throttle or Throttle()
@@ -338,7 +339,7 @@ class ApimEmulator(Apis, LongRunning, Policies, NamedValues, Links):
                                "virtualNetworkType": "None", "disableGateway": False,
                                "apiVersionConstraint": {"minApiVersion": "2019-12-01"},
                                "publicNetworkAccess": "Enabled", "platformVersion": "stv2"},
-                "sku": {"name": "Developer", "capacity": 1},
+                "sku": {"name": self.sku, "capacity": 0 if self.sku == "Consumption" else 1},
                 "identity": {"type": "SystemAssigned", "principalId": MANAGED_IDENTITY_APP_ID,
                              "tenantId": "00000000-0000-0000-0000-00000000aaaa"}}
         return Response.json(200, body, headers)
