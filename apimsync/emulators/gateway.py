@@ -4,7 +4,8 @@ the call to its backend, as API Management does.
 - The API is the one whose ``path`` is the longest prefix of the request path; the operation is matched by method
   and URL template (``{param}`` matches one segment). No match: 404 with APIM's body.
 - APIs with ``subscriptionRequired`` need a key in ``Ocp-Apim-Subscription-Key`` or ``?subscription-key=``
-  (Learn, "Subscriptions in Azure API Management"); missing or wrong: 401 with APIM's messages.
+  (Learn, "Subscriptions in Azure API Management"); missing or wrong: 401 with APIM's messages. A key is valid
+  only for the APIs its subscription's scope covers (all APIs, one API, or a product's APIs).
 - Policies: the API's policy runs with ``<base />`` standing for the emulated global policy. The elements
   apimsync's templates use are implemented (``POLICY_ELEMENTS``); any other element, or a policy expression
   outside the few forms the templates use, answers 500 naming it, so a test never passes on a policy the gateway
@@ -67,6 +68,7 @@ class GatewayApi:
     operations: list[tuple[str, str, str]]  # (name, method, url template)
     policy: str | None
     request_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)  # by operation name
+    subscriptions: frozenset[str] = frozenset()  # ids of the subscriptions whose scope admits this API
 
 
 @dataclass
@@ -117,7 +119,7 @@ class Gateway:
         if api.subscription_required:
             if not key:
                 return gateway_error(401, MISSING_KEY)
-            if key not in keys:
+            if key not in keys or keys[key] not in api.subscriptions:  # a key of another product's subscription
                 return gateway_error(401, INVALID_KEY)
         rest = "/" + path[len(api.path):].lstrip("/") if api.path else "/" + path
         matched = _match_operation(api.operations, request.method, rest)

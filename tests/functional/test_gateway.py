@@ -267,3 +267,21 @@ def test_verify_cli_exit_codes_and_the_key_is_never_printed(synced: Sandbox, tmp
 def test_verify_reports_an_endpoint_that_is_not_published_yet(sandbox: Sandbox) -> None:
     report = sandbox.engine().verify()
     assert report.exit_code == 1 and {c.diagnosis for c in report.checks} == {"not published"}
+
+
+def test_a_product_scoped_key_opens_only_that_products_apis(sandbox: Sandbox) -> None:
+    """Learn, "Subscriptions in Azure API Management": a product's subscription key is valid for the APIs in that
+    product only; apimsync's products setting decides which APIs a team's key reaches."""
+    settings = sandbox.settings(apis={**sandbox.config()["apis"], "products": ["starter"]})
+    assert sandbox.engine(settings).sync().ok
+    client, rg, svc = sandbox.apim.client(), sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
+    client.product_api.delete(rg, svc, "starter", "dbx-openai-embeddings")  # one API left out of the product
+    key = sandbox.apim.add_subscription("team-a", "/products/starter")
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    inside = requests.post(f"{sandbox.apim.gateway_url}/serving/openai-chat/invocations", json=body, timeout=30,
+                           headers={"Ocp-Apim-Subscription-Key": key}, verify=str(sandbox.apim.ca_file))
+    outside = requests.post(f"{sandbox.apim.gateway_url}/serving/openai-embeddings/invocations", timeout=30,
+                            json={"input": "hi"}, headers={"Ocp-Apim-Subscription-Key": key},
+                            verify=str(sandbox.apim.ca_file))
+    assert inside.status_code == 200, inside.text
+    assert outside.status_code == 401 and "invalid subscription key" in outside.json()["message"]

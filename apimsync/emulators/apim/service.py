@@ -151,7 +151,36 @@ class ApimEmulator(Apis, LongRunning, Policies, NamedValues, Links):
             named = {nv["displayName"]: self._nv_value(nv) for nv in self._state.named_values.values()}
             keys = {k: sid for sid, sub in self._state.subscriptions.items() if sub.get("state") == "active"
                     for k in (sub["primaryKey"], sub["secondaryKey"])}
+            for api in apis:
+                api.subscriptions = frozenset(sid for sid, sub in self._state.subscriptions.items()
+                                              if self._covers(str(sub.get("scope") or ""), api.api_id))
         return apis, named, keys
+
+    def _covers(self, scope: str, api_id: str) -> bool:
+        """Whether a subscription's scope (``/apis``, ``/apis/{id}``, ``/products/{id}``: SubscriptionContract
+        ``scope``) admits calls to an API (Learn, "Subscriptions in Azure API Management": a product subscription
+        gives access to the product's APIs only)."""
+        tail = scope.split("/service/", 1)[-1] if "/service/" in scope else scope
+        parts = [p for p in tail.split("/") if p][-2:] if tail.rstrip("/") != "/apis" else ["apis"]
+        if parts == ["apis"]:
+            return True
+        if len(parts) == 2 and parts[0] == "apis":
+            return parts[1] == api_id
+        if len(parts) == 2 and parts[0] == "products":
+            return api_id in self._state.product_apis.get(parts[1], [])
+        return False
+
+    def add_subscription(self, sid: str, scope: str) -> str:
+        """A subscription with ``scope`` (as the portal creates one); returns its primary key."""
+        import uuid
+
+        from apimsync.emulators.apim.state import now
+
+        with self._lock:
+            self._state.subscriptions[sid] = {"displayName": sid, "scope": scope, "state": "active",
+                                              "primaryKey": uuid.uuid4().hex, "secondaryKey": uuid.uuid4().hex,
+                                              "createdDate": now()}
+            return str(self._state.subscriptions[sid]["primaryKey"])
 
     def reset_stats(self) -> None:
         with self._lock:
