@@ -4,7 +4,8 @@ The lock is one named value, ``apimsync-lock-<hash>``, whose value says who hold
 given back by compare-and-swap: read it with its ETag, write it with ``If-Match: <that ETag>``. Azure applies a
 write with a stale ETag nowhere and answers 412 (``If-Match`` on NamedValue_CreateOrUpdate, apimnamedvalues.json,
 2024-05-01; ETag semantics: research/apim.md §2.5), and refuses a second write while one runs on the same entity
-(409, see ``ApimTarget``'s conflict retries). So of several runs that read the same free lock, exactly one writes
+(409 PessimisticConcurrencyConflict; ``ApimTarget.write_named_value`` reports both as "another write came first").
+So of several runs that read the same free lock, exactly one writes
 it; the others find the new ETag, and the holder in it, when they try again, and stop. The lock also counts how
 often it was taken (its generation): a run reads it before it plans and takes the lock only at that generation,
 so a run that planned while another wrote never applies its outdated plan.
@@ -133,8 +134,9 @@ class SyncLock:
 
 
 class Holder:
-    """Who holds a lock until when, read from its value. Nothing in it is trusted: a value that is not ours to
-    read is a free lock, and an expiry is bounded, so no text in APIM can crash a run or block ``--force-lock``."""
+    """Who holds a lock until when, read from its value. Nothing in it is trusted: an unreadable value is a free
+    lock, the TTL and generation are bounded, and no time in it can raise, so no text in APIM can crash a run or
+    block ``--force-lock``."""
 
     def __init__(self, owner: str | None, expires: datetime | None, ttl: float = 0.0, generation: int = 0,
                  shown: str = "") -> None:
