@@ -30,10 +30,10 @@ from apimsync.errors import (
 )
 
 if TYPE_CHECKING:
+    from apimsync.checks import VerifyReport
     from apimsync.engine import Engine
     from apimsync.planner import Plan
     from apimsync.report import Report
-    from apimsync.verify import VerifyReport
 
 __all__ = [
     "ApimsyncError", "ConfigError", "LockError", "PipelineError", "PolicyError", "SourceError", "SpecError",
@@ -65,9 +65,11 @@ def plan(config: str | Path | None = None, *, prune: bool | None = None, force: 
 
 
 def sync(config: str | Path | None = None, *, dry_run: bool = False, prune: bool | None = None,
-         force: bool = False, force_lock: bool = False, **settings: Any) -> Report:
-    """Make APIM match Databricks: plan, then apply. Returns the report (``report.ok``, ``report.exit_code``)."""
-    return _engine(config, settings).sync(dry_run=dry_run, prune=prune, force=force, force_lock=force_lock)
+         force: bool = False, force_lock: bool = False, refresh: bool = False, **settings: Any) -> Report:
+    """Make APIM match Databricks: plan, then apply. Returns the report (``report.ok``, ``report.exit_code``).
+    ``refresh`` fetches every spec, even of endpoints unchanged since the last sync."""
+    return _engine(config, settings).sync(dry_run=dry_run, prune=prune, force=force, force_lock=force_lock,
+                                          refresh=refresh)
 
 
 def verify(config: str | Path | None = None, *endpoints: str, gateway_url: str | None = None,

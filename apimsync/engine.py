@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from azure.mgmt.apimanagement import ApiManagementClient
     from databricks.sdk import WorkspaceClient
 
+    from apimsync.checks import Target, VerifyReport
     from apimsync.transform import Pipeline
-    from apimsync.verify import Target, VerifyReport
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ class Engine:
 
     @cached_property
     def sources(self) -> list[DatabricksSource]:
-        return [DatabricksSource(ws, client=self._workspace_clients.get(ws.name)) for ws in self.settings.workspaces]
+        return [DatabricksSource(ws, client=self._workspace_clients.get(ws.name), env=self._env)
+                for ws in self.settings.workspaces]
 
     @cached_property
     def pipeline(self) -> Pipeline:
@@ -258,7 +259,7 @@ class Engine:
     def verify(self, endpoints: Sequence[str] = (), *, gateway_url: str | None = None,
                subscription_key: str | None = None) -> VerifyReport:
         """Call every published API once through the gateway (or only those of ``endpoints``)."""
-        from apimsync.verify import run_checks
+        from apimsync.checks import run_checks
 
         targets = self.verify_targets(endpoints)
         url = gateway_url or self.apim.gateway_url()
@@ -268,7 +269,7 @@ class Engine:
 
     def verify_targets(self, endpoints: Sequence[str] = ()) -> list[Target]:
         """The APIs verify calls: every planned one (or those of ``endpoints``), with its published spec."""
-        from apimsync.verify import Target
+        from apimsync.checks import Target
 
         plan = self.plan(prune=False, refresh=True)  # verify builds its requests from the specs
         unknown = sorted(set(endpoints) - {c.endpoint for c in plan.changes})

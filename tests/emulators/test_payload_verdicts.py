@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from apimsync.checks import TASK_REQUESTS
 from apimsync.emulators.dataplane import check_payload
-from apimsync.verify import TASK_REQUESTS
 
 HERE = Path(__file__).resolve().parents[1] / "data" / "payloads"
 CORPUS = json.loads((HERE / "corpus.json").read_text(encoding="utf-8"))["payloads"]
