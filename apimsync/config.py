@@ -64,15 +64,23 @@ class Naming:
 
 
 @dataclass(frozen=True)
-class NamedValueSource:
-    """A named value apimsync keeps, and where its value comes from (one of the sources)."""
+class SecretSource:
+    """Where apimsync reads a value: one of an environment variable, a Databricks secret ('scope/key'), or a
+    plain value in the file (for what is not secret, a client id)."""
+
+    env: str | None = None
+    databricks_secret: str | None = None
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class NamedValueSource(SecretSource):
+    """A named value apimsync keeps, and where its value comes from (one of the sources, or a Key Vault secret
+    that APIM reads itself)."""
 
     name: str | None = None  # a template with {workspace}; None: the default of its use (e.g. databricks-token-...)
-    env: str | None = None
     key_vault: str | None = None
     identity_client_id: str | None = None
-    databricks_secret: str | None = None
-    value: str | None = None  # a plain value in the file: for what is not secret (a client id)
 
 
 @dataclass(frozen=True)
@@ -86,10 +94,22 @@ class OAuthSettings:
 
 
 @dataclass(frozen=True)
+class WorkspaceAuth:
+    """apimsync's own credential for reading one workspace, used instead of databricks-sdk's unified auth: what a
+    job task carries to reach another workspace (runtime auth always connects to the current one). A token, or a
+    service principal's OAuth client id and secret (OAuth M2M)."""
+
+    token: SecretSource | None = None
+    client_id: SecretSource | None = None
+    client_secret: SecretSource | None = None
+
+
+@dataclass(frozen=True)
 class Workspace:
     name: str = "default"
     host: str | None = None
     profile: str | None = None
+    auth: WorkspaceAuth | None = None  # needs host; else the SDK's unified auth (profile, environment, runtime)
     retry_timeout_seconds: int = 60  # how long databricks-sdk keeps retrying an unreachable or throttled workspace
     named_value: NamedValueSource | None = None  # this workspace's token source (else policy.named_value)
     oauth: OAuthSettings | None = None  # this workspace's service principal (else policy.oauth)
@@ -337,6 +357,8 @@ def _check(s: Settings) -> None:
         if problem:
             raise ConfigError(f"{o}: workspaces[{w.name}].host: {problem}; the Databricks token would travel in "
                               "clear text")
+        if w.auth is not None:
+            _check_auth(f"{o}: workspaces[{w.name}]", w)
     if len(set(names)) != len(names):
         raise ConfigError(f"{o}: workspaces: names must be unique, got {', '.join(names)}")
     for key in ("api_id", "path", "display_name", "description"):
@@ -413,3 +435,30 @@ def _check_source(o: str, key: str, source: NamedValueSource) -> None:
         raise ConfigError(f"{o}: {key}: give one of env, key_vault, databricks_secret, value (got {', '.join(given)})")
     if source.databricks_secret and source.databricks_secret.count("/") != 1:
         raise ConfigError(f"{o}: {key}.databricks_secret: expected 'scope/key'")
+
+
+def _check_auth(where: str, w: Workspace) -> None:
+    """A workspace's own credential: a host to use it at, a token or a client id and secret, secrets not in the
+    file."""
+    auth = w.auth
+    assert auth is not None
+    if not w.host or w.profile:
+        raise ConfigError(f"{where}.auth: needs host (the workspace it reads) and no profile (the profile's "
+                          "credential would compete with it)")
+    oauth = auth.client_id is not None or auth.client_secret is not None
+    if (auth.token is None) == (not oauth) or (oauth and (auth.client_id is None or auth.client_secret is None)):
+        raise ConfigError(f"{where}.auth: give token, or client_id and client_secret (a service principal's "
+                          "OAuth secret)")
+    for key in ("token", "client_id", "client_secret"):
+        source = getattr(auth, key)
+        if source is None:
+            continue
+        given = [k for k in ("env", "databricks_secret", "value") if getattr(source, k)]
+        if len(given) != 1:
+            raise ConfigError(f"{where}.auth.{key}: give one of env, databricks_secret" +
+                              (", value" if key == "client_id" else "") + f" (got {', '.join(given) or 'none'})")
+        if source.value and key != "client_id":
+            raise ConfigError(f"{where}.auth.{key}: a secret does not belong in the file; read it from env or "
+                              "databricks_secret (a secret scope)")
+        if source.databricks_secret and source.databricks_secret.count("/") != 1:
+            raise ConfigError(f"{where}.auth.{key}.databricks_secret: expected 'scope/key'")

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from apimsync.config import NamedValueSource
+from apimsync.config import NamedValueSource, SecretSource
 from apimsync.credentials import databricks_dbutils
 from apimsync.errors import ConfigError
 
@@ -65,26 +65,33 @@ def resolve_named_value(source: NamedValueSource, env: Mapping[str, str] | None 
                         key: str = "policy.named_value") -> NamedValueDesired:
     """Where the named value's value comes from, read now (Key Vault references are left to APIM); ``key`` is the
     configuration key errors name."""
-    env = os.environ if env is None else env
     name = str(source.name)
-    if source.value:
-        return NamedValueDesired(name, Secret(source.value), None, None)
-    if source.key_vault:
+    if source.key_vault and not source.value:
         return NamedValueDesired(name, None, source.key_vault, source.identity_client_id)
+    if not (source.value or source.env or source.databricks_secret):
+        raise ConfigError(f"{key}: the policy references named value '{name}'; set one of env, key_vault, "
+                          "databricks_secret" + (", value" if "client_id" in key else ""))
+    return NamedValueDesired(name, read_secret(source, env, key), None, None)
+
+
+def read_secret(source: SecretSource, env: Mapping[str, str] | None = None, key: str = "secret") -> Secret:
+    """The value ``source`` names, read now: its plain value, an environment variable, or a Databricks secret
+    (readable on Databricks only); ``key`` is the configuration key errors name."""
+    env = os.environ if env is None else env
+    if source.value:
+        return Secret(source.value)
     if source.env:
         value = env.get(source.env, "")
         if not value.strip():
             raise ConfigError(f"{key}.env: environment variable {source.env} is not set or empty")
-        return NamedValueDesired(name, Secret(value), None, None)
+        return Secret(value)
     if source.databricks_secret:
         dbutils = databricks_dbutils()
         if dbutils is None:
             raise ConfigError(f"{key}.databricks_secret: only readable when running on Databricks")
         scope, _, secret_key = source.databricks_secret.partition("/")
         try:
-            value = dbutils.secrets.get(scope=scope, key=secret_key)
+            return Secret(dbutils.secrets.get(scope=scope, key=secret_key))
         except Exception:
             raise ConfigError(f"{key}.databricks_secret: cannot read secret {scope}/{secret_key}") from None
-        return NamedValueDesired(name, Secret(value), None, None)
-    raise ConfigError(f"{key}: the policy references named value '{name}'; set one of env, key_vault, "
-                      "databricks_secret" + (", value" if "client_id" in key else ""))
+    raise ConfigError(f"{key}: set one of env, databricks_secret")

@@ -202,8 +202,10 @@ def name_selected(name: str, selection: Selection) -> bool:
 class DatabricksSource:
     """One Databricks workspace, reached through databricks-sdk (unified auth)."""
 
-    def __init__(self, workspace: Workspace, *, client: WorkspaceClient | None = None) -> None:
+    def __init__(self, workspace: Workspace, *, client: WorkspaceClient | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         self.workspace = workspace
+        self._env = env  # where workspaces[].auth reads environment variables (None: os.environ)
         if client is not None:
             databricks_session(client)
             self.__dict__["client"] = client
@@ -217,11 +219,27 @@ class DatabricksSource:
         try:
             client = WorkspaceClient(config=Config(host=ws.host, profile=ws.profile, product="apimsync",
                                                    product_version=__version__,
-                                                   retry_timeout_seconds=ws.retry_timeout_seconds))
+                                                   retry_timeout_seconds=ws.retry_timeout_seconds,
+                                                   **self._credential()))
             databricks_session(client)
             return client
         except Exception as exc:  # the SDK raises ValueError and friends for config problems
             raise SourceError(f"workspace {self.workspace.name}: {_one_line(exc)}") from exc
+
+    def _credential(self) -> dict[str, Any]:
+        """The Config fields of ``workspaces[].auth``, with its auth type forced so that no other credential
+        (runtime auth above all) is used instead; none without it (unified auth)."""
+        from apimsync.secrets import read_secret
+
+        auth, key = self.workspace.auth, f"workspaces[{self.workspace.name}].auth"
+        if auth is None:
+            return {}
+        if auth.token is not None:
+            return {"auth_type": "pat", "token": read_secret(auth.token, self._env, f"{key}.token").reveal()}
+        assert auth.client_id is not None and auth.client_secret is not None  # config checked
+        return {"auth_type": "oauth-m2m",
+                "client_id": read_secret(auth.client_id, self._env, f"{key}.client_id").reveal(),
+                "client_secret": read_secret(auth.client_secret, self._env, f"{key}.client_secret").reveal()}
 
     @cached_property
     def host(self) -> str:
@@ -235,18 +253,21 @@ class DatabricksSource:
             connected = normalise_host(str(self.client.config.host))
         except ValueError as exc:
             raise SourceError(f"workspace {name}: the host databricks-sdk uses is not a valid URL ({exc})") from None
+        runtime_auth = self.client.config.auth_type in ("runtime", "runtime-oauth")
         if self.workspace.host:
             configured = normalise_host(self.workspace.host)
-            if connected != configured:
+            # on classic compute runtime auth connects through the regional URL: the configured host is right when
+            # it is the workspace the notebook context names
+            if connected != configured and not (runtime_auth and _same_host(runtime_workspace_url(), configured)):
                 raise SourceError(
                     f"workspace {name}: configured host {configured}, but databricks-sdk connected to {connected} "
                     f"({self.client.config.auth_type} auth: runtime auth always uses the current workspace); give "
-                    "this workspace its own credentials (a profile, a token or OAuth) so apimsync reads the workspace "
-                    "it publishes")
+                    f"this workspace its own credential (workspaces[{name}].auth: a token, or a service principal's "
+                    "client id and secret) so apimsync reads the workspace it publishes")
             return configured
         # runtime auth (a notebook or job reading its own workspace) may report a regional URL: the notebook
         # context knows the workspace URL. Any other auth connected to the host it names.
-        if self.client.config.auth_type in ("runtime", "runtime-oauth") or REGIONAL_HOST.match(connected):
+        if runtime_auth or REGIONAL_HOST.match(connected):
             runtime = runtime_workspace_url()
             if runtime:
                 return runtime
@@ -371,6 +392,12 @@ def normalise_host(host: str) -> str:
         hostname = f"[{hostname}]"
     netloc = hostname + (f":{parts.port}" if parts.port and parts.port != 443 else "")
     return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _same_host(url: str | None, other: str) -> bool:
+    """Whether two URLs name the same host and port (the notebook context gives a host without a scheme)."""
+    return url is not None and urlsplit(url).hostname == urlsplit(other).hostname \
+        and (urlsplit(url).port or 443) == (urlsplit(other).port or 443)
 
 
 def runtime_workspace_url() -> str | None:

@@ -1,5 +1,6 @@
 """A Databricks workspace emulator over HTTP: the serving-endpoints REST API (list, get, OpenAPI schema), the
-data plane that answers queries (``dataplane``), the OAuth token endpoint, and the host-metadata probe.
+data plane that answers queries (``dataplane``), the OAuth token endpoint and its discovery document (OAuth M2M
+clients, databricks-sdk's ``oauth-m2m``, read the control plane with its tokens), and the host-metadata probe.
 
 Seeded from a fixture folder (``endpoints.json`` in the real list shape, ``openapi/<name>.json`` per endpoint;
 no file = no schema) and/or N synthetic endpoints. Errors use Databricks' envelope ``{"error_code", "message"}``.
@@ -181,6 +182,12 @@ class DatabricksEmulator:
             # the fields databricks-sdk reads (oauth.HostMetadata); an Azure workspace's OIDC root is <host>/oidc
             return Response.json(200, {"oidc_endpoint": f"{self.url}/oidc", "workspace_id": self.workspace_id,
                                        "cloud": "azure"})
+        if path == "/oidc/.well-known/oauth-authorization-server":
+            # the fields OAuth clients read (databricks-sdk-py oauth.OidcEndpoints, databricks-sdk-go
+            # u2m.OAuthAuthorizationServer); a workspace's endpoints are <host>/oidc/v1/{authorize,token}
+            # (databricks-sdk-java DatabricksConfig, Databricks docs "Authorize service principal access ... OAuth")
+            return Response.json(200, {"issuer": f"{self.url}/oidc", "authorization_endpoint":
+                                        f"{self.url}/oidc/v1/authorize", "token_endpoint": f"{self.url}/oidc/v1/token"})
         if path == "/oidc/v1/token" and request.method == "POST":
             return self.data_plane.token(request)
         with self._lock:

@@ -138,6 +138,8 @@ def test_job_entry_point_named_parameters(configured: Path, sandbox: Sandbox,
 def test_bundle_definition_is_valid() -> None:
     from databricks.bundles.jobs import Job
 
+    from apimsync.config import load_settings
+
     bundle = yaml.safe_load((ROOT / "databricks.yml").read_text())
     jobs = bundle["resources"]["jobs"]
     for key, spec in jobs.items():
@@ -151,8 +153,12 @@ def test_bundle_definition_is_valid() -> None:
     fanout = jobs["apimsync_fanout"]["tasks"][0]
     assert "for_each_task" in fanout and "{{input}}" in json.dumps(fanout)
     assert {"transforms/**", "policies/**", "jobs/**"} <= set(bundle["sync"]["include"])
-    settings = apimsync.config.load_settings(ROOT / "jobs" / "apimsync.yaml", env={})
+    settings = load_settings(ROOT / "jobs" / "apimsync.yaml", env={})
     assert settings.apim.credential.startswith("service-credential:")
+    other = load_settings(ROOT / "jobs" / "other-workspace.yaml", env={})
+    (workspace,) = other.workspaces
+    assert workspace.host and workspace.auth and workspace.auth.client_secret \
+        and workspace.auth.client_secret.databricks_secret  # a job carries the secret in a scope
 
 
 BAD_CONFIGS = {

@@ -66,6 +66,9 @@ def test_apiops_environment_names_are_enough(tmp_path: Path, monkeypatch: pytest
     assert s.prune.enabled is True
 
 
+_WS = "apim: {subscription_id: s, resource_group: r, service: x}\nworkspaces: [{name: a, host: https://adb-1.2.net"
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("apim: [unclosed", r"apimsync\.yaml: not valid YAML \(line \d+"),
     ("- a\n- b\n", r"expected a mapping of settings"),
@@ -91,6 +94,17 @@ def test_apiops_environment_names_are_enough(tmp_path: Path, monkeypatch: pytest
      r"give one of env, key_vault, databricks_secret"),
     ("apim: {subscription_id: s, resource_group: r, service: x}\nworkspaces: [{name: a}, {name: a}]\n",
      r"names must be unique"),
+    # a workspace's own credential (for a job reaching another workspace)
+    ("apim: {subscription_id: s, resource_group: r, service: x}\nworkspaces: [{name: a, auth: {token: {env: T}}}]\n",
+     r"workspaces\[a\]\.auth: needs host"),
+    (f"{_WS}, profile: p, auth: {{token: {{env: T}}}}}}]\n", r"workspaces\[a\]\.auth: needs host .* and no profile"),
+    (f"{_WS}, auth: {{client_id: {{value: c}}}}}}]\n", r"auth: give token, or client_id and client_secret"),
+    (f"{_WS}, auth: {{token: {{env: T}}, client_id: {{value: c}}, client_secret: {{env: S}}}}}}]\n",
+     r"auth: give token, or client_id and client_secret"),
+    (f"{_WS}, auth: {{token: {{value: dapi123}}}}}}]\n", r"auth\.token: a secret does not belong in the file"),
+    (f"{_WS}, auth: {{token: {{env: T, databricks_secret: s/k}}}}}}]\n", r"auth\.token: give one of env"),
+    (f"{_WS}, auth: {{client_id: {{value: c}}, client_secret: {{databricks_secret: nokey}}}}}}]\n",
+     r"auth\.client_secret\.databricks_secret: expected 'scope/key'"),
 ])
 def test_bad_configuration_is_one_line_naming_file_and_key(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
