@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from apimsync import html
 from apimsync.backend import insecure_url_problem
 from apimsync.errors import ConfigError
+from apimsync.kinds import task_of
 from apimsync.parallel import gather
 from apimsync.text import printable
 
@@ -107,18 +108,6 @@ class VerifyReport:
                           ("status", "api", "HTTP", "latency", "diagnosis", "detail"), rows, [self.summary])
 
 
-# What an endpoint of each task accepts, whatever its spec says: MLflow's own validators accept each of these
-# (tests/data/payloads/verdicts.json, "verify:<task>"): a user turn with content; a Responses input is a list.
-TASK_REQUESTS: dict[str, Any] = {
-    "llm/v1/chat": {"messages": [{"role": "user", "content": "Hello"}]},
-    "agent/v1/chat": {"messages": [{"role": "user", "content": "Hello"}]},
-    "agent/v2/chat": {"messages": [{"role": "user", "content": "Hello"}]},
-    "llm/v1/completions": {"prompt": "Hello"},
-    "llm/v1/embeddings": {"input": "Hello"},
-    "agent/v1/responses": {"input": [{"role": "user", "content": "Hello"}]},
-}
-
-
 @dataclass(frozen=True)
 class Target:
     """One published API to call: where, and with what."""
@@ -128,7 +117,7 @@ class Target:
     api_id: str
     path: str  # the API's path in APIM
     spec: dict[str, Any] | None  # the published spec (None: not published)
-    task: str | None = None  # the endpoint's task: its request comes from TASK_REQUESTS, not from the spec
+    task: str | None = None  # the endpoint's task: its request comes from its record (apimsync.kinds), not the spec
 
     def request(self, gateway_url: str) -> tuple[str, Any] | None:
         """(URL, JSON body) of the call verify makes through ``gateway_url`` (None: nothing to call)."""
@@ -136,8 +125,9 @@ class Target:
         if operation is None:
             return None
         url = f"{gateway_url.rstrip('/')}/{self.path}{operation[0]}"
-        if operation[0] == "/invocations" and self.task in TASK_REQUESTS:
-            return url, TASK_REQUESTS[self.task]
+        task = task_of(self.task)
+        if operation[0] == "/invocations" and task is not None:
+            return url, task.request
         return url, request_body(self.spec or {}, operation[1])
 
 

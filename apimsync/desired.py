@@ -78,7 +78,7 @@ def build(f: Fetched, settings: Settings, pipeline: Pipeline, templates: Templat
     problem = backend_problem(ep.backend_url, ep.host, settings.apis.backend_hosts)
     if problem:
         return Failure(ep.workspace, ep.name, "backend", problem)
-    if ep.route_optimized and credentials(settings, ep.workspace).oauth is None:
+    if ep.kind.oauth_only and credentials(settings, ep.workspace).oauth is None:
         return Skip(ep.workspace, ep.name, ROUTE_OPTIMIZED, api_id_for(ep, settings))
     return _desired(ep, None if reused else f.spec, settings, pipeline, templates, synthesized=f.synthesized,
                     source=source, reuse=reuse if reused else None, tier=tier)
@@ -180,7 +180,7 @@ def policy_inputs(ep: Endpoint, settings: Settings) -> tuple[str, dict[str, str]
     creds = credentials(settings, ep.workspace)
     variables = {"named_value": str(creds.token.name)}
     oauth = creds.oauth
-    if oauth is None or not (ep.route_optimized or oauth.all_endpoints):
+    if oauth is None or not (ep.kind.oauth_only or oauth.all_endpoints):
         return settings.policy.template, variables
     endpoint_id = ep.oauth_id
     if endpoint_id is None:

@@ -16,16 +16,9 @@ import re
 
 from apimsync.config import Settings
 from apimsync.errors import PolicyError
+from apimsync.kinds import task_of
 from apimsync.policy import policy_value
 from apimsync.source import Endpoint
-from apimsync.transform.steps import OPENAI_ROUTES, openai_operation_id
-
-# the tasks whose answers carry OpenAI's ``usage`` (Databricks' Foundation model REST API reference: chat and
-# completions responses include it; embeddings have no completion tokens). Agent answers (ChatAgent messages,
-# ResponsesAgent output items, a ChatModel's predictions) carry none (research/databricks.md, "Agent answers"),
-# so a token limit or metric on them would count nothing: they get neither.
-LLM_TASKS = ("llm/v1/chat", "llm/v1/completions")
-
 
 KEEP_KEYS_IN_APIM = ('<set-header name="Ocp-Apim-Subscription-Key" exists-action="delete" />'
                      '<set-query-parameter name="subscription-key" exists-action="delete" />')
@@ -63,7 +56,8 @@ def optional_policies(ep: Endpoint, settings: Settings, tier: str | None = None)
             '<content type="application/json" validate-as="json" action="prevent" /></validate-content>')
         notes.append("request validation")
     llm = settings.policy.llm
-    if llm is not None and ep.task in LLM_TASKS:
+    task = task_of(ep.task)
+    if llm is not None and task is not None and task.llm_policies:
         if llm.tokens_per_minute:
             if tier in NO_TOKEN_LIMIT_TIERS:
                 raise PolicyError(f"policy.llm.tokens_per_minute: llm-token-limit is not available on the {tier} "
@@ -81,13 +75,13 @@ def optional_policies(ep: Endpoint, settings: Settings, tier: str | None = None)
                 f'<dimension name="endpoint" value="{_v(ep.name)}" /><dimension name="model" value="{_v(model)}" />'
                 '</llm-emit-token-metric>')
             notes.append("LLM token metrics")
-    if settings.apis.openai_routes and ep.task in OPENAI_ROUTES:
+    if settings.apis.openai_routes and task is not None and task.openai_route:
         # the exact operation id apimsync gives the route (the workspace's operation ids never survive the
         # transform: apimsync/transform/routes.py), so no other operation can switch the rewrite on
-        fragments.append(f'<choose><when condition="@(context.Operation.Id == &quot;{openai_operation_id(ep.task)}'
+        fragments.append(f'<choose><when condition="@(context.Operation.Id == &quot;{task.openai_operation_id}'
                          '&quot;)"><rewrite-uri template="/invocations" copy-unmatched-params="true" /></when>'
                          '</choose>')
-        notes.append(f"OpenAI route {OPENAI_ROUTES[ep.task]}")
+        notes.append(f"OpenAI route {task.openai_route}")
     return fragments, notes
 
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from apimsync.__about__ import __version__
 from apimsync.config import Selection, Workspace
 from apimsync.errors import SourceError, SpecError
+from apimsync.kinds import Kind, kind_of
 from apimsync.sessions import databricks_session
 
 if TYPE_CHECKING:
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # "alphanumeric characters, dashes, and underscores" (the serving UI's rule for endpoint names)
 ENDPOINT_NAME = re.compile(r"[A-Za-z0-9_-]+")
-FOUNDATION_MODEL_API = "FOUNDATION_MODEL_API"  # endpoint_type of the pay-per-token system endpoints
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,11 @@ class Endpoint:
     id: str | None = None  # what an OAuth token's authorization_details names
     served_models: tuple[str, ...] = ()  # each served entity described: name (model vN | external or foundation model)
     authorization_details: str | None = None  # data_plane_info.query_info.authorization_details (details only)
+
+    @cached_property
+    def kind(self) -> Kind:
+        """What kind of endpoint this is (custom model, agent, route-optimized…): apimsync.kinds."""
+        return kind_of(self)
 
     @property
     def backend_url(self) -> str:
@@ -181,7 +186,7 @@ def select(endpoints: list[Endpoint], selection: Selection) -> tuple[list[Endpoi
     for ep in endpoints:
         if not name_selected(ep.name, selection):
             continue
-        if ep.endpoint_type == FOUNDATION_MODEL_API and not selection.foundation_models \
+        if not ep.kind.selected_by_default and not selection.foundation_models \
                 and ep.name not in selection.include:
             continue
         if any(ep.tags.get(k) is None or (v != "*" and ep.tags.get(k) != v) for k, v in selection.tags.items()):
@@ -305,8 +310,8 @@ class DatabricksSource:
         from databricks.sdk.errors import DatabricksError
 
         from apimsync.files import MAX_SPEC_BYTES
+        from apimsync.kinds import task_of
         from apimsync.spec import load_spec
-        from apimsync.synthesize import spec_for_task
 
         if not ENDPOINT_NAME.fullmatch(endpoint.name):
             # checked before the name becomes part of a URL: "../x" or "a?b" must never address something else
@@ -341,9 +346,9 @@ class DatabricksSource:
         except DatabricksError as exc:
             if not (means_no_schema(exc) or serves_no_schema(endpoint, exc)):
                 return Fetched(endpoint, error=f"fetching the spec: {_one_line(exc)}")
-            synthesized = spec_for_task(endpoint.task, endpoint.name)
-            if synthesized is not None:
-                return Fetched(endpoint, spec=synthesized, synthesized=True)
+            task = task_of(endpoint.task)
+            if task is not None:
+                return Fetched(endpoint, spec=task.spec(endpoint.name), synthesized=True)
             return Fetched(endpoint, skip_reason=f"no schema available ({_one_line(exc)})")
         except Exception as exc:
             return Fetched(endpoint, error=f"fetching the spec: {_one_line(exc)}")
@@ -368,7 +373,7 @@ def serves_no_schema(endpoint: Endpoint, exc: Exception) -> bool:
     them is not documented (research/databricks-real.md c4), so any 4xx but 401, 403 and 429 (not ours to paper
     over) means "build the spec from the task"."""
     status = _status_of(exc)
-    no_entities = not endpoint.served_entities or endpoint.endpoint_type == FOUNDATION_MODEL_API
+    no_entities = not endpoint.served_entities or not endpoint.kind.own_schema
     client_error = status is None or status not in (401, 403, 429)
     return no_entities and client_error and not _is_server_error(exc)
 

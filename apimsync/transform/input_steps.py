@@ -22,13 +22,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from apimsync.synthesize import MESSAGE, RESPONSES_INPUT
+from apimsync.kinds import task_of
+from apimsync.task_schemas import MESSAGE
 from apimsync.transform.context import TransformContext
 from apimsync.transform.steps import Step, builtin
 from apimsync.transform.walk import operations
 
 INPUT_FIELDS = ("dataframe_split", "dataframe_records", "instances", "inputs")
-CHAT_TASKS = ("llm/v1/chat", "agent/v1/chat", "agent/v2/chat")
 # an unwrapped LLM body: no data parsing, whatever the model's signature (serving_data_parser.SUPPORTED_LLM_FORMATS)
 LLM_BODY = {"type": "object", "description": "an unwrapped LLM request (messages, prompt or input)",
             "anyOf": [{"required": ["messages"]}, {"required": ["prompt"]}, {"required": ["input"]}]}
@@ -60,18 +60,18 @@ def _copy(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _widened(schema: dict[str, Any], task: str | None, validated: bool) -> dict[str, Any]:
+def _widened(schema: dict[str, Any], task_name: str | None, validated: bool) -> dict[str, Any]:
     props = schema.get("properties")
-    if task in CHAT_TASKS and isinstance(props, dict) and isinstance(props.get("messages"), dict):
-        props["messages"] = {**props["messages"], "items": _copy(MESSAGE)}
-        props["messages"].pop("prefixItems", None)
-        return _requiring(schema, "messages")
-    if task == "agent/v1/responses" and isinstance(props, dict) and "input" in props:
-        props["input"] = _copy(RESPONSES_INPUT)
-        return _requiring(schema, "input")
-    field = {"llm/v1/completions": "prompt", "llm/v1/embeddings": "input"}.get(task or "")
-    if field and isinstance(props, dict) and field in props:
-        return _requiring(schema, field)
+    task = task_of(task_name)
+    if task is not None and isinstance(props, dict) and task.body_field in props \
+            and (isinstance(props[task.body_field], dict) or not task.chat):
+        body = task.body_field
+        if task.chat:
+            props[body] = {**props[body], "items": _copy(MESSAGE)}
+            props[body].pop("prefixItems", None)
+        elif task.replace_body:
+            props[body] = _copy(task.schemas[0]["properties"][body])
+        return _requiring(schema, body)
     branches = _input_branches(schema)
     if branches is None or not validated:  # the portal shows the model's own variants; validation needs them all
         return schema
@@ -79,7 +79,7 @@ def _widened(schema: dict[str, Any], task: str | None, validated: bool) -> dict[
     loose = [{"type": "object", "required": [key], "properties": {key: {}, "params": {"type": "object"}}}
              for key in INPUT_FIELDS if key not in offered]
     llm = _copy(LLM_BODY)
-    if task in CHAT_TASKS:  # a chat model's unwrapped body is a chat request (ChatCompletionRequest, ChatAgentRequest)
+    if task is not None and task.chat:  # an unwrapped body is a chat request (ChatCompletionRequest, ChatAgentRequest)
         llm = {"type": "object", "required": ["messages"], "properties": {
             "messages": {"type": "array", "minItems": 1, "items": _copy(MESSAGE)}}}
     return {"oneOf": [*branches, *loose, llm]}

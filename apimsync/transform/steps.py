@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from apimsync.errors import PipelineError
+from apimsync.kinds import TASKS, task_of
 from apimsync.transform.context import TransformContext, render
 from apimsync.transform.walk import METHODS, operations
 
@@ -185,6 +186,9 @@ class RewriteServers(Step):
                         item[method].pop("servers", None)
 
 
+OPENAI_PATHS = {t.openai_route for t in TASKS.values() if t.openai_route}  # operation ids "openai-" are for these
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
 
@@ -226,7 +230,7 @@ class OperationIds(Step):
                 op_id, text = "invoke", f"Invoke {ctx.endpoint} (traffic-routed)"
             else:
                 op_id, text = f"{method}-{_slug(path)}", f"{method.upper()} {path}"
-            if path not in OPENAI_ROUTES.values() and op_id.startswith("openai-"):
+            if path not in OPENAI_PATHS and op_id.startswith("openai-"):
                 op_id = "entity-" + op_id  # "openai-..." names apimsync's OpenAI routes only (the gateway's rewrite)
             if overwrite or not op.get("operationId"):
                 op["operationId"] = op_id
@@ -307,16 +311,6 @@ def _any_of(schemas: list[Any], *, copy: bool) -> Any:
     return marshal.loads(marshal.dumps(out)) if copy else out
 
 
-# the OpenAI route of each task Databricks serves OpenAI-compatibly (Foundation model REST API reference)
-OPENAI_ROUTES = {"llm/v1/chat": "/chat/completions", "llm/v1/completions": "/completions",
-                 "llm/v1/embeddings": "/embeddings"}
-
-
-def openai_operation_id(task: str) -> str:
-    """The operation id of a task's OpenAI route (``openai-chat-completions``): the gateway rewrites exactly it."""
-    return "openai-" + _slug(OPENAI_ROUTES[task])
-
-
 @builtin("openai-routes")
 class OpenAiRoutes(Step):
     """For chat, completions and embeddings endpoints, the OpenAI route beside ``/invocations`` (same request and
@@ -329,15 +323,16 @@ class OpenAiRoutes(Step):
 
 
     def apply(self, doc: dict[str, Any], ctx: TransformContext) -> None:
-        route = OPENAI_ROUTES.get(ctx.task or "") if ctx.openai_routes else None
+        task = task_of(ctx.task) if ctx.openai_routes else None
+        route = task.openai_route if task is not None else None
         paths = doc.get("paths")
-        if route is None or not isinstance(paths, dict) or route in paths:
+        if task is None or route is None or not isinstance(paths, dict) or route in paths:
             return
         post = (paths.get("/invocations") or {}).get("post") if isinstance(paths.get("/invocations"), dict) else None
         if not isinstance(post, dict):
             return
         copy = json.loads(json.dumps(post))
-        copy["operationId"] = openai_operation_id(ctx.task or "")
+        copy["operationId"] = task.openai_operation_id
         copy["summary"] = f"OpenAI-compatible {route} (answered by /invocations)"
         paths[route] = {"post": copy}
 

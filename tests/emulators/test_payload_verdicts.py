@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from apimsync.checks import TASK_REQUESTS
 from apimsync.emulators.dataplane import check_payload
+from apimsync.kinds import TASKS
 
 HERE = Path(__file__).resolve().parents[1] / "data" / "payloads"
 CORPUS = json.loads((HERE / "corpus.json").read_text(encoding="utf-8"))["payloads"]
@@ -31,8 +31,8 @@ def test_the_data_plane_gives_mlflows_verdict(entry: dict[str, Any]) -> None:
     assert (problem is None) is VERDICTS[entry["id"]]["accepted"], problem or VERDICTS[entry["id"]]
 
 
-@pytest.mark.parametrize("task", sorted(TASK_REQUESTS))
+@pytest.mark.parametrize("task", sorted(TASKS))
 def test_verify_sends_for_each_task_a_body_mlflow_accepts(task: str) -> None:
     (entry,) = [e for e in CORPUS if e["id"] == f"verify:{task}"]
-    assert entry["body"] == TASK_REQUESTS[task], "verify changed its body: add it to corpus.json and rerun the script"
+    assert entry["body"] == TASKS[task].request, "verify changed its body: add it to corpus.json and rerun the script"
     assert VERDICTS[entry["id"]]["accepted"]

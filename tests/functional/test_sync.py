@@ -404,10 +404,10 @@ def test_a_synthesized_spec_is_never_changed_by_a_build(tmp_path: Path) -> None:
     endpoint ``a`` must not reach ``b``."""
     from apimsync.config import settings_from_mapping
     from apimsync.desired import build
+    from apimsync.kinds import TASKS
     from apimsync.model import DesiredApi
     from apimsync.policy import load_template
     from apimsync.source import Endpoint, Fetched
-    from apimsync.synthesize import spec_for_task
     from apimsync.transform import load_pipeline
 
     settings = settings_from_mapping({"apim": {"subscription_id": "s", "resource_group": "r", "service": "a"},
@@ -418,14 +418,14 @@ def test_a_synthesized_spec_is_never_changed_by_a_build(tmp_path: Path) -> None:
                     "['application/json'].schema.properties.top_k\"}\n    when: {endpoints: [a]}\n")
     pipeline = load_pipeline(str(file))
     template = load_template(settings.policy.template)[0]
-    pristine = json.dumps(spec_for_task("llm/v1/chat", "a"), sort_keys=True)
+    pristine = json.dumps(TASKS["llm/v1/chat"].spec("a"), sort_keys=True)
     published = {}
     for name in ("a", "b"):
-        spec = spec_for_task("llm/v1/chat", name)
+        spec = TASKS["llm/v1/chat"].spec(name)
         assert spec is not None
         ep = Endpoint("ws", name, "https://adb-1.2.azuredatabricks.net", True, task="llm/v1/chat")
         built = build(Fetched(ep, spec=spec, synthesized=True), settings, pipeline, lambda _name: template)
         assert isinstance(built, DesiredApi) and built.spec_json, built
         published[name] = built.spec_json
     assert '"top_k"' not in published["a"] and '"top_k"' in published["b"]
-    assert json.dumps(spec_for_task("llm/v1/chat", "a"), sort_keys=True) == pristine
+    assert json.dumps(TASKS["llm/v1/chat"].spec("a"), sort_keys=True) == pristine
