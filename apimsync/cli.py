@@ -318,6 +318,17 @@ def verify(ctx: click.Context, endpoints: tuple[str, ...], config: str | None, o
 
 # -- emulate, demo --------------------------------------------------------------------------------
 
+def _need_emulators() -> None:
+    """The emulators' own dependencies are the ``emulate`` extra: without them, the one line that installs it."""
+    import importlib.util
+
+    from apimsync.errors import ConfigError
+
+    missing = [name for name in ("trustme", "jsonschema") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"the emulators need {', '.join(missing)}: pip install \"apimsync[emulate]\"")
+
+
 @main.command()
 @click.option("--fixtures", type=click.Path(file_okay=False, exists=True),
               help="Fixture folder: endpoints.json and openapi/<name>.json (default: the shipped set).")
@@ -354,6 +365,7 @@ def emulate(fixtures: str | None, endpoints: int | None, databricks_port: int, a
     import signal
     import threading
 
+    _need_emulators()
     from apimsync.emulators.apim import Throttle
     from apimsync.emulators.databricks import DEFAULT_FIXTURES
     from apimsync.emulators.latency import MODELS
@@ -411,6 +423,7 @@ def emulate(fixtures: str | None, endpoints: int | None, databricks_port: int, a
 def demo(ctx: click.Context, output: str | None) -> None:
     """Sync the shipped demo endpoints into a local APIM emulator, call a model through its gateway, verify every
     API, and sync again: the second run changes nothing."""
+    _need_emulators()
     from apimsync.emulators.sandbox import Sandbox
 
     fmt = _output_format(ctx, output)
