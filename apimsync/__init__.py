@@ -32,7 +32,7 @@ from apimsync.errors import (
 if TYPE_CHECKING:
     from apimsync.checks import VerifyReport
     from apimsync.engine import Engine
-    from apimsync.planner import Plan
+    from apimsync.plan import Plan
     from apimsync.report import Report
 
 __all__ = [

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from apimsync.errors import ApimsyncError, LockError, TargetError
 from apimsync.parallel import Progress, gather
-from apimsync.planner import API, API_SETTINGS, POLICY, Action, Change, NamedValueChange, Plan
+from apimsync.plan import API, API_SETTINGS, POLICY, Action, Change, NamedValueChange, Plan
 from apimsync.target import ApimTarget
 
 log = logging.getLogger(__name__)

@@ -256,7 +256,7 @@ def _reviewed_checksum(path: str) -> str:
     removed, the checksum kept) is refused here, before anything is read or written."""
     from apimsync.errors import ConfigError
     from apimsync.files import read_text
-    from apimsync.planner import checksum_of
+    from apimsync.plan import checksum_of
 
     try:
         data = json.loads(read_text(path, ConfigError))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -20,7 +19,7 @@ from apimsync.config import NamedValueSource, Settings, credentials
 from apimsync.errors import ApimsyncError, PolicyError
 from apimsync.model import MARKER_MAX, ApiSettingsView, DesiredApi, Marker, NamedValueState, short_hash
 from apimsync.naming import render_name, sanitize_api_id, sanitize_path
-from apimsync.planner import Action, Failure, NamedValueChange, Skip
+from apimsync.plan import Action, Failure, NamedValueChange, Skip
 from apimsync.source import Endpoint, Fetched
 
 if TYPE_CHECKING:
@@ -191,24 +190,6 @@ def policy_inputs(ep: Endpoint, settings: Settings) -> tuple[str, dict[str, str]
         **variables, "endpoint_id": endpoint_id, "client_id_name": str(oauth.client_id.name),
         "client_secret_name": str(oauth.client_secret.name), "token_url": f"{ep.host.rstrip('/')}/oidc/v1/token",
         "authorization_details": quote(json.dumps(scope, separators=(",", ":")), safe="")}
-
-
-def drop_collisions(desired: list[DesiredApi]) -> tuple[list[DesiredApi], list[Failure]]:
-    """Two endpoints mapping to one api id or one path: both fail, before anything is written."""
-    by_key: dict[tuple[str, str], list[DesiredApi]] = defaultdict(list)
-    for d in desired:
-        by_key[("api id", d.api_id)].append(d)
-        by_key[("path", d.settings.path.lower())].append(d)
-    bad: dict[str, Failure] = {}
-    for (what, value), group in by_key.items():
-        if len(group) > 1:
-            names = ", ".join(f"{d.workspace}/{d.endpoint}" for d in group)
-            for d in group:
-                bad.setdefault(d.api_id + d.endpoint, Failure(
-                    d.workspace, d.endpoint, "naming", f"{what} '{value}' is produced by several endpoints: {names}",
-                    d.api_id))
-    keep = [d for d in desired if d.api_id + d.endpoint not in bad]
-    return keep, list(bad.values())
 
 
 def kept_named_values(desired: list[DesiredApi], settings: Settings) -> dict[str, tuple[NamedValueSource, str]]:

@@ -9,21 +9,21 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from apimsync.apply import Applier
 from apimsync.config import Settings
-from apimsync.desired import api_id_for, build, drop_collisions, names_for, source_fingerprint
+from apimsync.desired import api_id_for, build, names_for, source_fingerprint
 from apimsync.errors import ApimsyncError, ConfigError, PolicyError, UnsafePlanError
 from apimsync.model import ActualApi, DesiredApi, Marker, short_hash
 from apimsync.named_values import NamedValues
 from apimsync.parallel import Progress, gather, split
-from apimsync.planner import Action, Change, Failure, Plan, Skip, make_plan
+from apimsync.plan import Action, Failure, Plan, Skip
+from apimsync.planner import Planner
 from apimsync.report import Report
 from apimsync.source import DatabricksSource, Endpoint, Invalid, name_selected, select
 from apimsync.target import ApimTarget
@@ -101,7 +101,7 @@ class Engine:
     def _plan(self, *, prune: bool | None = None, force: bool = False, only: str | None = None,
               refresh: bool = False, applier: Applier | None = None) -> Plan:
         """The plan; with ``applier``, each create or update whose decision needs no other endpoint is handed to
-        it as soon as it is decided (see :meth:`_streamable`), while other specs are still being fetched."""
+        it as soon as the planner decides it (:class:`Planner`), while other specs are still being fetched."""
         s = self.settings
         _ = self.pipeline  # a bad pipeline or policy file stops the run before any I/O
         self._check_templates()
@@ -149,10 +149,11 @@ class Engine:
         # the service's tier, read only when a policy depends on it (the LLM token limit, the OAuth token cache)
         tier = self.apim.tier() if (s.policy.llm and s.policy.llm.tokens_per_minute) or s.policy.oauth or any(
             w.oauth for w in s.workspaces) else None
+        planner = Planner(self.apim.service_id, apis, (names_for(ep, s) for ep in chosen), environment=env,
+                          early=applier is not None)
+        by_ws = {src.workspace.name: src for src in self.sources}
         with ThreadPoolExecutor(max_workers=1) as side:  # one coordinating thread: see apimsync/parallel.py
             reading = side.submit(self._actual, listed_workspaces, apis)
-            streamable = self._streamable(chosen, apis) if applier is not None else None
-            listed_ids = {a.api_id for a in apis}
 
             def one(ep: Endpoint) -> DesiredApi | Skip | Failure:
                 fetched = by_ws[ep.workspace].fetch(ep, unchanged)
@@ -160,67 +161,26 @@ class Engine:
                               reuse=unchanged(fetched.endpoint) if fetched.reused else None)
                 if isinstance(built, DesiredApi):
                     built = named.check(built)
-                if applier is not None and streamable is not None and isinstance(built, DesiredApi) \
-                        and streamable(built):
-                    # a new API needs nothing more of APIM; an existing one waits for its policy to be read
-                    change = self._change(built, reading.result() if built.api_id in listed_ids else [])
-                    if change.action in (Action.CREATE, Action.UPDATE):
+                if isinstance(built, DesiredApi):
+                    # decided at once when it can be; applied while the other specs are still being fetched
+                    change = planner.offer(built, reading.result)
+                    if change is not None and applier is not None:
                         applier.submit(change, named.of(built))
                 return built
 
-            by_ws = {src.workspace.name: src for src in self.sources}
-            desired: list[DesiredApi] = []
-            workers = split(s.concurrency)[0]
-            for ep, built in gather(chosen, one, workers, self._progress, "plan"):
+            for ep, built in gather(chosen, one, split(s.concurrency)[0], self._progress, "plan"):
                 if isinstance(built, Exception):
                     built = Failure(ep.workspace, ep.name, "fetch", f"{type(built).__name__}: {built}")
-                bucket: list[Any] = (desired if isinstance(built, DesiredApi) else
-                                     skipped if isinstance(built, Skip) else failures)
-                bucket.append(built)
-            desired, collisions = drop_collisions(desired)
-            failures += collisions
+                if isinstance(built, Skip):
+                    skipped.append(built)
+                elif isinstance(built, Failure):
+                    failures.append(built)
             actual = reading.result()
-        return make_plan(
-            self.apim.service_id, desired, actual, workspaces=listed_workspaces, skipped=skipped, failures=failures,
-            named_values=named.used(desired), prune=bool(s.prune.enabled if prune is None else prune) and only is None,
-            max_delete_fraction=s.prune.max_delete_fraction, protect=s.prune.protect, force=force,
-            empty_workspaces=empty_workspaces, endpoint=only, environment=s.environment or "")
-
-    def _streamable(self, chosen: list[Endpoint], apis: list[ActualApi]) -> Callable[[DesiredApi], bool]:
-        """Which desired APIs can be applied before the plan is complete: those whose decision needs no other
-        endpoint. Not one whose api id or path another endpoint's naming also gives (both fail), nor one whose
-        path an existing API holds (a conflict, or a delete that must come first), nor one whose id an API that
-        is not ours, or another environment's, holds (a conflict): the complete plan decides those."""
-        claims: dict[str, int] = defaultdict(int)
-        for ep in chosen:
-            names = names_for(ep, self.settings)
-            if names is not None:
-                claims["id " + names[0]] += 1
-                claims["path " + names[1]] += 1
-        env = self.settings.environment or ""
-        paths: dict[str, set[str]] = defaultdict(set)
-        for a in apis:
-            paths[a.settings.path.lower()].add(a.api_id)
-        by_id = {a.api_id: a for a in apis}
-
-        def ok(d: DesiredApi) -> bool:
-            path = d.settings.path.lower()
-            if claims["id " + d.api_id] != 1 or claims["path " + path] != 1:
-                return False
-            if paths.get(path, {d.api_id}) != {d.api_id}:  # another API holds the path (maybe beside this one)
-                return False
-            existing = by_id.get(d.api_id)
-            return existing is None or (existing.marker is not None and existing.marker.environment in (env, ""))
-
-        return ok
-
-    def _change(self, d: DesiredApi, actual: list[ActualApi]) -> Change:
-        """One streamable API's change, decided as the complete plan decides it."""
-        existing = [a for a in actual if a.api_id == d.api_id]
-        plan = make_plan(self.apim.service_id, [d], existing, workspaces=(), environment=self.settings.environment
-                         or "")
-        (change,) = (c for c in plan.changes if c.api_id == d.api_id)
-        return change
+        return planner.complete(
+            actual, workspaces=listed_workspaces, skipped=skipped, failures=failures,
+            named_values=named.used(planner.offered()), prune=bool(s.prune.enabled if prune is None else prune)
+            and only is None, max_delete_fraction=s.prune.max_delete_fraction, protect=s.prune.protect, force=force,
+            empty_workspaces=empty_workspaces, endpoint=only)
 
     @cached_property
     def _config_fingerprint(self) -> tuple[str, bool]:

@@ -14,7 +14,7 @@ from apimsync.config import NamedValueSource, Settings
 from apimsync.desired import kept_named_values, named_value_change
 from apimsync.errors import ApimsyncError, ConfigError
 from apimsync.model import DesiredApi
-from apimsync.planner import Failure, NamedValueChange
+from apimsync.plan import Failure, NamedValueChange
 from apimsync.target import ApimTarget
 
 

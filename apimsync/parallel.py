@@ -1,14 +1,20 @@
-"""The one way apimsync runs work on threads: :func:`gather` (after databrickslabs/blueprint's ``Threads.gather``).
+"""How apimsync runs work on threads: :func:`gather` (after databrickslabs/blueprint's ``Threads.gather``) for
+every stage's items, and three threads or pools beside it, each for one reason.
 
-Threading model. The work is I/O: HTTP calls to Databricks and to ARM. Each stage (fetch the specs, read the
-policies, apply, verify) runs its items on a pool of at most ``workers`` threads, the ``concurrency`` setting.
-During ``plan`` the APIM reads run beside the Databricks fetches, so the setting is split between them: the
-fetches get ``concurrency - concurrency // 2`` threads, the policy reads ``concurrency // 2`` (at least one each),
-plus one thread that coordinates the APIM side: at most ``max(concurrency, 2) + 1`` threads.
+The work is I/O: HTTP calls to Databricks and to ARM. Each stage (fetch the specs, read the policies, apply,
+verify) runs its items with :func:`gather` on at most ``workers`` threads, the ``concurrency`` setting. During
+``plan`` the APIM reads run beside the Databricks fetches, so the setting is split between them (:func:`split`):
+the fetches get ``concurrency - concurrency // 2`` threads, the policy reads ``concurrency // 2`` (at least one
+each). Beside ``gather``:
+
+- one coordinating thread (``Engine._plan``) reads APIM's side while the specs are fetched;
+- the applier's pool (``apimsync.apply.Applier``, ``apply_concurrency`` threads) starts the creates and updates
+  the planner decides early, while the plan is still being made, then the rest of the plan;
+- one daemon thread renews the service-wide lock while a sync holds it (``apimsync.lock``).
 
 Shared between threads: the SDK clients (one ``requests`` session each, safe for concurrent requests; one pooled
-connection per worker) and the throttle gate of :mod:`apimsync.target` (its counters are behind a lock). Nothing
-else is shared: each item's function builds its own values.
+connection per worker), the throttle gate of :mod:`apimsync.pacing` (its counters are behind a lock) and the
+planner (behind its lock). Nothing else is shared: each item's function builds its own values.
 """
 
 from __future__ import annotations

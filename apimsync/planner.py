@@ -1,219 +1,32 @@
 """Planning: compare desired and actual APIs and decide, per API, create / update / no-op / delete.
 
-Pure: no I/O. A :class:`Plan` is inert data that prints as terraform-style text, serialises to JSON and renders
-as HTML; apply takes only a plan. Safety lives here too: deletes happen only for APIs apimsync owns, only with
-prune on, never for protected ids, never when the source came back empty, and never beyond the configured
-share of owned APIs unless forced.
+Pure: no I/O. :class:`Planner` decides as the desired APIs arrive (a create or update that needs no other endpoint
+is decided at once, so it can be applied while other specs are still fetched), then the whole :class:`Plan`.
+Safety lives here too: deletes happen only for APIs apimsync owns, only with prune on, never for protected ids,
+never when the source came back empty, and never beyond the configured share of owned APIs unless forced.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from enum import Enum
-from typing import Any
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 
-from apimsync import html
 from apimsync.model import ActualApi, DesiredApi
-from apimsync.secrets import Secret
-from apimsync.text import printable
-
-FORMAT_VERSION = 1
-
-
-class Action(str, Enum):
-    CREATE = "create"
-    UPDATE = "update"
-    NOOP = "no-op"
-    DELETE = "delete"
-
-
-SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.NOOP: " ", Action.DELETE: "-"}
-
-
-@dataclass(frozen=True)
-class Write:
-    """One ARM write a change takes: the API (``api`` with its spec, ``api-settings`` without), its ``policy``, a
-    ``product`` or ``tag`` link (``target`` names it), or its ``delete``."""
-
-    kind: str
-    target: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.target}" if self.target else self.kind
-
-
-API, API_SETTINGS, POLICY, DELETE = Write("api"), Write("api-settings"), Write("policy"), Write("delete")
-
-
-@dataclass(frozen=True)
-class Change:
-    """What happens to one API, why, and which ARM writes that takes."""
-
-    api_id: str
-    action: Action
-    reasons: tuple[str, ...]
-    workspace: str | None = None
-    endpoint: str | None = None
-    writes: tuple[Write, ...] = ()
-    desired: DesiredApi | None = field(default=None, compare=False, repr=False)
-    actual: ActualApi | None = field(default=None, compare=False, repr=False)
-
-    @property
-    def notes(self) -> tuple[str, ...]:
-        return self.desired.notes if self.desired is not None else ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"api_id": self.api_id, "action": self.action.value, "reasons": list(self.reasons),
-                "workspace": self.workspace, "endpoint": self.endpoint, "writes": [str(w) for w in self.writes],
-                "notes": list(self.notes)}
-
-
-@dataclass(frozen=True)
-class Skip:
-    """An endpoint left alone this run (not READY, no schema); its existing API is kept as it is."""
-
-    workspace: str
-    endpoint: str
-    reason: str
-    api_id: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"workspace": self.workspace, "endpoint": self.endpoint, "reason": self.reason, "api_id": self.api_id}
-
-
-@dataclass(frozen=True)
-class Failure:
-    """An endpoint that cannot be published this run; its existing API, if any, is kept as it is."""
-
-    workspace: str
-    endpoint: str
-    stage: str  # fetch | transform | lint | naming | policy | conflict | apply
-    message: str
-    api_id: str | None = None
-    findings: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"workspace": self.workspace, "endpoint": self.endpoint, "stage": self.stage,
-                "message": self.message, "api_id": self.api_id, "findings": list(self.findings)}
-
-
-@dataclass(frozen=True)
-class NamedValueChange:
-    """The named value the policy reads its token from. The secret is carried for apply, never rendered."""
-
-    name: str
-    action: Action
-    reasons: tuple[str, ...]
-    source: str  # env | key_vault | databricks_secret
-    secret_value: Secret | None = field(default=None, compare=False, repr=False)
-    key_vault_id: str | None = None
-    identity_client_id: str | None = None
-    fingerprint: str | None = field(default=None, compare=False, repr=False)  # keyed: see Secret.fingerprint
-
-    def to_dict(self) -> dict[str, Any]:
-        # neither the value nor its fingerprint: a plan file travels (reviews, CI artifacts), and a fingerprint
-        # would let its reader confirm a guessed token; a rotation shows as the update and its reason
-        return {"name": self.name, "action": self.action.value, "reasons": list(self.reasons),
-                "source": self.source, "key_vault_id": self.key_vault_id}
-
-
-CHECKSUM_EXCLUDES = ("format_version", "created_at", "checksum")
-
-
-def checksum_of(plan: dict[str, Any]) -> str:
-    """sha256 over a plan's content as written by ``plan --out`` (all but its format, time and checksum): what
-    ``sync --plan`` recomputes over a reviewed file, so an edit to the file is noticed, not applied."""
-    content = json.dumps({k: v for k, v in plan.items() if k not in CHECKSUM_EXCLUDES}, sort_keys=True,
-                         separators=(",", ":"))
-    return hashlib.sha256(content.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class Plan:
-    target: str
-    environment: str | None = None
-    changes: tuple[Change, ...] = ()
-    named_values: tuple[NamedValueChange, ...] = ()
-    skipped: tuple[Skip, ...] = ()
-    failures: tuple[Failure, ...] = ()
-    withheld: tuple[str, ...] = ()  # safety guards that kept deletes out of the plan
-    created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
-
-    def count(self, action: Action) -> int:
-        return sum(1 for c in self.changes if c.action is action)
-
-    @property
-    def has_changes(self) -> bool:
-        return any(c.action is not Action.NOOP for c in self.changes) or any(
-            n.action is not Action.NOOP for n in self.named_values)
-
-    @property
-    def summary(self) -> str:
-        return (f"Plan: {self.count(Action.CREATE)} to create, {self.count(Action.UPDATE)} to update, "
-                f"{self.count(Action.DELETE)} to delete, {self.count(Action.NOOP)} unchanged"
-                + (f", {len(self.skipped)} skipped" if self.skipped else "")
-                + (f", {len(self.failures)} failed" if self.failures else "") + ".")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = {"format_version": FORMAT_VERSION, "target": self.target, "environment": self.environment,
-                "created_at": self.created_at, **self._content()}
-        return {**data, "checksum": checksum_of(data)}
-
-    def _content(self) -> dict[str, Any]:
-        return {
-            "summary": self.summary, "has_changes": self.has_changes,
-            "changes": [c.to_dict() for c in self.changes],
-            "named_values": [n.to_dict() for n in self.named_values],
-            "skipped": [s.to_dict() for s in self.skipped],
-            "failures": [f.to_dict() for f in self.failures],
-            "withheld": list(self.withheld),
-        }
-
-    @property
-    def checksum(self) -> str:
-        """sha256 over the plan's content (all but when it was made): ``sync --plan`` applies a reviewed plan
-        only when planning again gives the same checksum, as octodns and Terraform do."""
-        return checksum_of(self.to_dict())
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    def __str__(self) -> str:
-        lines = [f"apimsync plan for {self.target}" + (f" (environment {self.environment})"
-                                                        if self.environment else ""), ""]
-        for nv in self.named_values:
-            lines.append(f"  {SYMBOL[nv.action]} named value {nv.name} ({nv.source})"
-                         + (f": {'; '.join(nv.reasons)}" if nv.reasons else ""))
-        for c in sorted(self.changes, key=lambda c: (c.action is Action.NOOP, c.api_id)):
-            where = f" <- {c.workspace}/{c.endpoint}" if c.endpoint else ""
-            lines.append(f"  {SYMBOL[c.action]} {c.api_id}{where} ({c.action.value})"
-                         + (f": {'; '.join(c.reasons)}" if c.reasons else "")
-                         + (f" [{'; '.join(c.notes)}]" if c.notes else ""))
-        for s in self.skipped:
-            lines.append(f"  ! skipped {s.workspace}/{s.endpoint}: {s.reason}")
-        for f in self.failures:
-            lines.append(f"  x failed {f.workspace}/{f.endpoint} [{f.stage}]: {f.message}")
-            lines.extend(f"      {finding}" for finding in f.findings[:10])
-        for w in self.withheld:
-            lines.append(f"  ! {w}")
-        lines += ["", self.summary]
-        return "\n".join(printable(line) for line in lines)
-
-    def _repr_html_(self) -> str:
-        rows = [(c.action.value, c.api_id, f"{c.workspace}/{c.endpoint}" if c.endpoint else "",
-                 "; ".join((*c.reasons, *(f"[{n}]" for n in c.notes))))
-                for c in self.changes]
-        rows += [("skipped", s.api_id or "", f"{s.workspace}/{s.endpoint}", s.reason) for s in self.skipped]
-        rows += [("failed", f.api_id or "", f"{f.workspace}/{f.endpoint}", f"[{f.stage}] {f.message}")
-                 for f in self.failures]
-        rows += [(n.action.value, f"named value {n.name}", n.source, "; ".join(n.reasons)) for n in self.named_values]
-        notes = [*self.withheld, self.summary]
-        return html.table(f"apimsync plan — {self.target}", ("action", "api", "endpoint", "reasons"), rows, notes)
+from apimsync.plan import (
+    API,
+    API_SETTINGS,
+    DELETE,
+    POLICY,
+    Action,
+    Change,
+    Failure,
+    NamedValueChange,
+    Plan,
+    Skip,
+    Write,
+)
 
 
 def _matches_any(name: str, globs: Iterable[str]) -> bool:
@@ -261,6 +74,17 @@ def _update_reasons(desired: DesiredApi, actual: ActualApi) -> tuple[list[str], 
     return reasons, writes
 
 
+def decide(d: DesiredApi, existing: ActualApi | None) -> Change:
+    """The change of one desired API whose conflicts are settled: create it, or update what differs."""
+    if existing is None:
+        writes = (API, POLICY, *(Write("product", p) for p in d.products), *(Write("tag", t) for t in d.tags))
+        return Change(d.api_id, Action.CREATE, ("new endpoint",), d.workspace, d.endpoint, writes, desired=d)
+    reasons, writes_list = _update_reasons(d, existing)
+    action = Action.UPDATE if writes_list else Action.NOOP
+    return Change(d.api_id, action, tuple(reasons), d.workspace, d.endpoint, tuple(writes_list), desired=d,
+                  actual=existing)
+
+
 def make_plan(
     target: str,
     desired: Sequence[DesiredApi],
@@ -290,7 +114,6 @@ def make_plan(
     changes: list[Change] = []
     withheld: list[str] = []
     desired_ids: set[str] = set()
-    desired_paths: dict[str, str] = {}
 
     for d in sorted(desired, key=lambda d: d.api_id):
         existing = actual_by_id.get(d.api_id)
@@ -311,16 +134,7 @@ def make_plan(
                 message=f"path '{d.settings.path}' is already used by API '{path_owner.api_id}'"))
             continue
         desired_ids.add(d.api_id)
-        desired_paths[d.settings.path] = d.api_id
-        if existing is None:
-            writes = (API, POLICY, *(Write("product", p) for p in d.products), *(Write("tag", t) for t in d.tags))
-            changes.append(Change(d.api_id, Action.CREATE, ("new endpoint",), d.workspace, d.endpoint, writes,
-                                  desired=d))
-            continue
-        reasons, writes_list = _update_reasons(d, existing)
-        action = Action.UPDATE if writes_list else Action.NOOP
-        changes.append(Change(d.api_id, action, tuple(reasons), d.workspace, d.endpoint, tuple(writes_list),
-                              desired=d, actual=existing))
+        changes.append(decide(d, existing))
 
     held = {(s.workspace, s.endpoint) for s in skipped} | {(f.workspace, f.endpoint) for f in failures_out}
     owned = [a for a in actual if a.owned and a.marker and a.marker.workspace in workspace_set
@@ -375,3 +189,91 @@ def _will_be_deleted(api: ActualApi, desired: Sequence[DesiredApi], prune: bool,
     """Whether an API whose path a desired API wants will make way for it in this plan."""
     return (api.owned and prune and not _matches_any(api.api_id, protect)
             and all(d.api_id != api.api_id for d in desired))
+
+
+def drop_collisions(desired: Sequence[DesiredApi]) -> tuple[list[DesiredApi], list[Failure]]:
+    """Two endpoints mapping to one api id or one path: both fail, before anything is written."""
+    by_key: dict[tuple[str, str], list[DesiredApi]] = defaultdict(list)
+    for d in desired:
+        by_key[("api id", d.api_id)].append(d)
+        by_key[("path", d.settings.path.lower())].append(d)
+    bad: dict[str, Failure] = {}
+    for (what, value), group in by_key.items():
+        if len(group) > 1:
+            names = ", ".join(f"{d.workspace}/{d.endpoint}" for d in group)
+            for d in group:
+                bad.setdefault(d.api_id + d.endpoint, Failure(
+                    d.workspace, d.endpoint, "naming", f"{what} '{value}' is produced by several endpoints: {names}",
+                    d.api_id))
+    keep = [d for d in desired if d.api_id + d.endpoint not in bad]
+    return keep, list(bad.values())
+
+
+class Planner:
+    """A plan decided as the desired APIs arrive, from any thread: :meth:`offer` each, then :meth:`complete`.
+
+    ``listed`` is every API in the service as listed (without policies); ``claims`` the (api id, lower-case path)
+    the naming gives each chosen endpoint (None where it cannot). An offered API whose decision needs no other
+    endpoint is decided at once: not one whose api id or path another endpoint also claims (both fail), nor one
+    whose path an existing API holds (a conflict, or a delete that must come first), nor one whose id an API
+    that is not ours, or another environment's, holds (a conflict). The complete plan decides those, and decides
+    the early ones the same way.
+    """
+
+    def __init__(self, target: str, listed: Sequence[ActualApi], claims: Iterable[tuple[str, str] | None], *,
+                 environment: str = "", early: bool = True) -> None:
+        self.target = target
+        self.early = early  # decide early at all (only when someone applies early: a plan alone need not wait)
+        self.environment = environment
+        self._claims: dict[tuple[str, str], int] = defaultdict(int)
+        for claim in claims:
+            if claim is not None:
+                self._claims[("id", claim[0])] += 1
+                self._claims[("path", claim[1])] += 1
+        self._paths: dict[str, set[str]] = defaultdict(set)
+        for a in listed:
+            self._paths[a.settings.path.lower()].add(a.api_id)
+        self._listed = {a.api_id: a for a in listed}
+        self._offered: list[DesiredApi] = []
+        self._lock = threading.Lock()
+
+    def offer(self, d: DesiredApi, actual: Callable[[], Sequence[ActualApi]]) -> Change | None:
+        """Take ``d`` into the plan; its create or update when that can be decided now, else None. ``actual``
+        gives the service's APIs with their policies (asked for only when ``d``'s API exists)."""
+        with self._lock:
+            self._offered.append(d)
+        if not self.early or not self._decidable(d):
+            return None
+        existing = next((a for a in actual() if a.api_id == d.api_id), None) if d.api_id in self._listed else None
+        change = decide(d, existing)
+        return change if change.action in (Action.CREATE, Action.UPDATE) else None
+
+    def _decidable(self, d: DesiredApi) -> bool:
+        path = d.settings.path.lower()
+        if self._claims[("id", d.api_id)] != 1 or self._claims[("path", path)] != 1:
+            return False
+        if self._paths.get(path, {d.api_id}) != {d.api_id}:  # another API holds the path (maybe beside this one)
+            return False
+        existing = self._listed.get(d.api_id)
+        return existing is None or (existing.marker is not None and existing.marker.environment
+                                    in (self.environment, ""))
+
+    def complete(self, actual: Sequence[ActualApi], *, workspaces: Iterable[str], skipped: Sequence[Skip] = (),
+                 failures: Sequence[Failure] = (), named_values: Sequence[NamedValueChange] = (),
+                 prune: bool = False, max_delete_fraction: float = 0.3, protect: Sequence[str] = (),
+                 force: bool = False, endpoint: str | None = None, empty_workspaces: Iterable[str] = ()) -> Plan:
+        """The plan over everything offered (see :func:`make_plan`)."""
+        desired, collisions = drop_collisions(self._in_order())
+        return make_plan(self.target, desired, actual, workspaces=workspaces, skipped=skipped,
+                         failures=[*failures, *collisions], named_values=named_values, prune=prune,
+                         max_delete_fraction=max_delete_fraction, protect=protect, force=force, endpoint=endpoint,
+                         environment=self.environment, empty_workspaces=empty_workspaces)
+
+    def offered(self) -> list[DesiredApi]:
+        """The desired APIs offered so far that no other endpoint collides with."""
+        return drop_collisions(self._in_order())[0]
+
+    def _in_order(self) -> list[DesiredApi]:
+        """What was offered, in one order whatever the threads' (a plan's checksum must not depend on timing)."""
+        with self._lock:
+            return sorted(self._offered, key=lambda d: (d.workspace, d.endpoint, d.api_id))

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.mgmt.apimanagement import ApiManagementClient
 
-    from apimsync.planner import NamedValueChange
+    from apimsync.plan import NamedValueChange
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -16,7 +16,7 @@ import requests
 
 from apimsync.emulators._server import FaultRule
 from apimsync.emulators.sandbox import Sandbox
-from apimsync.planner import Action
+from apimsync.plan import Action
 
 
 def call(box: Sandbox, path: str, body: Any) -> requests.Response:

@@ -10,7 +10,7 @@ from typing import Any
 
 from apimsync.emulators._server import FaultRule
 from apimsync.emulators.sandbox import Sandbox
-from apimsync.planner import Action
+from apimsync.plan import Action
 
 SLOW = "churn-classifier"  # its spec takes seconds to come back
 

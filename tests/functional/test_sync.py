@@ -11,7 +11,7 @@ import requests
 from azure.mgmt.apimanagement.models import TagCreateUpdateParameters
 
 from apimsync.emulators.sandbox import DEMO_TOKEN, DEMO_TOKEN_ENV, Sandbox
-from apimsync.planner import POLICY, Action
+from apimsync.plan import POLICY, Action
 from apimsync.target import location_poller
 
 

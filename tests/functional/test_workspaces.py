@@ -20,7 +20,7 @@ from azure.mgmt.apimanagement.models import NamedValueCreateContract
 
 from apimsync.config import Settings, settings_from_mapping
 from apimsync.emulators.sandbox import Sandbox, demo_token, token_named_value
-from apimsync.planner import Action
+from apimsync.plan import Action
 from apimsync.target import location_poller
 
 PER_WORKSPACE = 8  # the shipped fixtures publish 8 APIs in each workspace

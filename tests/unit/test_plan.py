@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apimsync.model import ActualApi, ApiSettingsView, DesiredApi, Marker
-from apimsync.planner import Action, Failure, Skip, make_plan
+from apimsync.plan import Action, Failure, Skip
+from apimsync.planner import make_plan
 
 POLICY = "<policies><inbound><base /></inbound><backend><base /></backend><outbound><base /></outbound></policies>"
 
@@ -207,7 +208,7 @@ def test_properties(world, prune, force, fraction) -> None:  # type: ignore[no-u
 
 
 def test_a_name_cannot_forge_plan_lines_or_reach_the_terminal_raw() -> None:
-    from apimsync.planner import Failure, Plan
+    from apimsync.plan import Failure, Plan
 
     forged = "evil\n  + dbx-victim <- prod/victim (create): new endpoint\x1b[2J"
     text = str(Plan("svc", failures=(Failure("ws", forged, "fetch", "refused"),)))
@@ -225,3 +226,31 @@ def test_a_moved_source_with_the_same_spec_is_recorded_once() -> None:
     assert not plan_of([new], [applied(new)]).has_changes
     reused = desired("a", spec=None, spec_hash=new.marker.spec, source="f00dfeed0001")
     assert not plan_of([reused], [applied(new)]).has_changes, "an unfetched spec is the published one"
+
+
+def test_the_planner_decides_early_only_what_no_other_endpoint_bears_on_and_the_same_way() -> None:
+    """Planner.offer gives the change of an API that can be applied before the plan is complete; the complete plan
+    decides it identically, and decides the rest (collisions, a path held by another API) itself."""
+    from apimsync.planner import Planner
+
+    new, changed, twin_a, twin_b, blocked = (desired("new"), desired("changed", spec='{"openapi":"3.1.0"}'),
+                                             desired("twin-a"), desired("twin-b"), desired("blocked"))
+    twin_b = replace(twin_b, settings=replace(twin_b.settings, path=twin_a.settings.path))  # one path, two APIs
+    listed = [applied(desired("changed")), foreign("hand-made", path=blocked.settings.path)]
+    claims = [(d.api_id, d.settings.path.lower()) for d in (new, changed, twin_a, twin_b, blocked)]
+    planner = Planner("svc", listed, claims)
+    early = {d.api_id: planner.offer(d, lambda: listed) for d in (blocked, twin_b, changed, twin_a, new)}
+    assert {k: v.action if v else None for k, v in early.items()} == {
+        "dbx-new": Action.CREATE, "dbx-changed": Action.UPDATE, "dbx-twin-a": None, "dbx-twin-b": None,
+        "dbx-blocked": None}
+    plan = planner.complete(listed, workspaces=["w1"])
+    by_id = {c.api_id: c for c in plan.changes}
+    for api_id in ("dbx-new", "dbx-changed"):
+        decided = early[api_id]
+        assert decided is not None and by_id[api_id] == decided  # action, reasons and writes
+    assert {f.api_id for f in plan.failures} == {"dbx-twin-a", "dbx-twin-b", "dbx-blocked"}
+    # offered in any order, the plan is the same (its checksum must not depend on the threads' timing)
+    again = Planner("svc", listed, claims, early=False)
+    for d in (new, twin_a, blocked, changed, twin_b):
+        assert again.offer(d, lambda: listed) is None  # early=False: nothing is decided before the plan
+    assert again.complete(listed, workspaces=["w1"]).to_dict()["failures"] == plan.to_dict()["failures"]

@@ -22,7 +22,7 @@ from apimsync.desired import build
 from apimsync.engine import Engine
 from apimsync.errors import SourceError, SpecError
 from apimsync.model import DesiredApi
-from apimsync.planner import Failure, Skip
+from apimsync.plan import Failure, Skip
 from apimsync.policy import named_value_refs
 from apimsync.source import ENDPOINT_NAME, Endpoint, Fetched
 from apimsync.spec import load_spec
