@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from apimsync.errors import ApimsyncError, LockError, TargetError
 from apimsync.parallel import Progress, gather
-from apimsync.plan import API, API_SETTINGS, POLICY, Action, Change, NamedValueChange, Plan
+from apimsync.plan import API, API_SETTINGS, POLICY, Action, Change, NamedValueChange, Plan, Resource
 from apimsync.target import ApimTarget
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ class Applier:
                 return Outcome(change.api_id, change.action, False, 0.0,
                                f"not attempted: named value {nv.name} could not be written")
         with self._tag_lock:  # a tag exists before any API links to it (few tags: one at a time is fine)
-            for tag in sorted({w.target for w in change.writes if w.kind == "tag"} - self._tags):
+            for tag in sorted({w.target for w in change.writes if w.resource is Resource.TAG} - self._tags):
                 try:
                     self.apim.ensure_tag(tag)
                     self._tags.add(tag)
@@ -254,10 +254,10 @@ def _upsert(apim: ApimTarget, change: Change, update_strategy: str, done: list[s
             raise
         done.append("policy")
     for write in change.writes:
-        if write.kind == "product":
+        if write.resource is Resource.PRODUCT:
             apim.link_product(write.target, desired.api_id)
             done.append(str(write))
-        elif write.kind == "tag":
+        elif write.resource is Resource.TAG:
             apim.assign_tag(write.target, desired.api_id)
             done.append(str(write))
 

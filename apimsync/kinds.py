@@ -12,12 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from apimsync import task_schemas as schemas
-
-if TYPE_CHECKING:
-    from apimsync.source import Endpoint
 
 FOUNDATION_MODEL_API = "FOUNDATION_MODEL_API"  # endpoint_type of the pay-per-token system endpoints
 EXTERNAL_MODEL = "EXTERNAL_MODEL"
@@ -77,12 +74,25 @@ def task_of(name: str | None) -> Task | None:
     return TASKS.get(name or "")
 
 
+class Listed(Protocol):
+    """What a kind is recognised by: fields of the endpoint as listed (:class:`apimsync.source.Endpoint`)."""
+
+    @property
+    def task(self) -> str | None: ...
+
+    @property
+    def endpoint_type(self) -> str | None: ...
+
+    @property
+    def route_optimized(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class Kind:
     """How one kind of endpoint is recognised and published; the text columns are the README's table."""
 
     name: str
-    recognised: Callable[[Endpoint], bool]
+    recognised: Callable[[Listed], bool]
     lists: str  # how the list shows it
     published: str
     credential: str
@@ -125,6 +135,6 @@ KINDS: tuple[Kind, ...] = (  # in the README's order; the last that recognises a
 )
 
 
-def kind_of(endpoint: Endpoint) -> Kind:
+def kind_of(endpoint: Listed) -> Kind:
     """The kind of an endpoint: the last of ``KINDS`` that recognises it (route-optimized wins over the others)."""
     return next(kind for kind in reversed(KINDS) if kind.recognised(endpoint))

@@ -25,15 +25,23 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from apimsync.errors import LockError, TargetError
 
-if TYPE_CHECKING:
-    from apimsync.target import ApimTarget
-
 log = logging.getLogger(__name__)
 MAX_TTL = 86_400  # seconds: no lock lasts longer (lock_ttl_seconds is bounded to it)
+
+
+class NamedValueStore(Protocol):
+    """Where the locks live: plain named values of one service, read and written with their ETags
+    (:class:`apimsync.target.ApimTarget`)."""
+
+    svc: str
+
+    def read_named_value(self, name: str) -> tuple[str | None, str] | None: ...
+
+    def write_named_value(self, name: str, value: str, *, if_match: str | None) -> bool: ...
 
 
 class SyncLock:
@@ -41,7 +49,7 @@ class SyncLock:
 
     ROUNDS = 16  # reads of the lock while other runs create or change it
 
-    def __init__(self, apim: ApimTarget, pause: float = 0.3) -> None:
+    def __init__(self, apim: NamedValueStore, pause: float = 0.3) -> None:
         self.apim = apim
         self.pause = pause  # seconds between reads of a held lock, and before the confirming read
         self._renewals: dict[str, tuple[threading.Event, threading.Thread]] = {}

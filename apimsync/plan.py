@@ -30,19 +30,30 @@ class Action(str, Enum):
 SYMBOL = {Action.CREATE: "+", Action.UPDATE: "~", Action.NOOP: " ", Action.DELETE: "-"}
 
 
+class Resource(str, Enum):
+    """What an ARM write changes, in the order an API's writes are applied."""
+
+    API = "api"  # the API with its spec
+    API_SETTINGS = "api-settings"  # the API without its spec
+    POLICY = "policy"
+    PRODUCT = "product"  # a product link
+    TAG = "tag"  # a tag link
+    DELETE = "delete"  # the API, with its revisions
+
+
 @dataclass(frozen=True)
 class Write:
-    """One ARM write a change takes: the API (``api`` with its spec, ``api-settings`` without), its ``policy``, a
-    ``product`` or ``tag`` link (``target`` names it), or its ``delete``."""
+    """One ARM write a change takes: to ``resource``; a link's ``target`` names the product or tag."""
 
-    kind: str
+    resource: Resource
     target: str = ""
 
     def __str__(self) -> str:
-        return f"{self.kind}:{self.target}" if self.target else self.kind
+        return f"{self.resource.value}:{self.target}" if self.target else self.resource.value
 
 
-API, API_SETTINGS, POLICY, DELETE = Write("api"), Write("api-settings"), Write("policy"), Write("delete")
+API, API_SETTINGS, POLICY, DELETE = (Write(Resource.API), Write(Resource.API_SETTINGS), Write(Resource.POLICY),
+                                     Write(Resource.DELETE))
 
 
 @dataclass(frozen=True)

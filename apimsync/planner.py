@@ -24,6 +24,7 @@ from apimsync.plan import (
     Failure,
     NamedValueChange,
     Plan,
+    Resource,
     Skip,
     Write,
 )
@@ -66,18 +67,19 @@ def _update_reasons(desired: DesiredApi, actual: ActualApi) -> tuple[list[str], 
     for product in desired.products:
         if product not in actual.products:
             reasons.append(f"not in product {product}")
-            writes.append(Write("product", product))
+            writes.append(Write(Resource.PRODUCT, product))
     for tag in desired.tags:
         if tag not in actual.tags:
             reasons.append(f"missing tag {tag}")
-            writes.append(Write("tag", tag))
+            writes.append(Write(Resource.TAG, tag))
     return reasons, writes
 
 
 def decide(d: DesiredApi, existing: ActualApi | None) -> Change:
     """The change of one desired API whose conflicts are settled: create it, or update what differs."""
     if existing is None:
-        writes = (API, POLICY, *(Write("product", p) for p in d.products), *(Write("tag", t) for t in d.tags))
+        writes = (API, POLICY, *(Write(Resource.PRODUCT, p) for p in d.products),
+                  *(Write(Resource.TAG, t) for t in d.tags))
         return Change(d.api_id, Action.CREATE, ("new endpoint",), d.workspace, d.endpoint, writes, desired=d)
     reasons, writes_list = _update_reasons(d, existing)
     action = Action.UPDATE if writes_list else Action.NOOP

@@ -30,7 +30,14 @@ class Step:
 
     def check(self, where: str) -> None:
         """Validate ``params`` (PipelineError naming ``where``); by default a step takes none."""
-        _only(self.params, (), where)
+        self.takes((), where)
+
+    def takes(self, allowed: tuple[str, ...], where: str) -> None:
+        """PipelineError naming ``where`` when ``params`` holds a parameter not in ``allowed``."""
+        unknown = sorted(set(self.params) - set(allowed))
+        if unknown:
+            raise PipelineError(f"{where}: unknown parameter(s) {', '.join(unknown)}"
+                                + (f" (known: {', '.join(allowed)})" if allowed else " (it takes none)"))
 
     def visit(self, schema: dict[str, Any]) -> None:  # schema steps
         raise NotImplementedError
@@ -64,13 +71,6 @@ def _strings(params: Mapping[str, Any], key: str, where: str, default: list[str]
     return value
 
 
-def _only(params: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise PipelineError(f"{where}: unknown parameter(s) {', '.join(unknown)}"
-                            + (f" (known: {', '.join(allowed)})" if allowed else " (it takes none)"))
-
-
 @builtin("drop-input-variants")
 class DropInputVariants(Step):
     """Drop request variants by their input key, make each remaining variant require its input field, keep the
@@ -86,7 +86,7 @@ class DropInputVariants(Step):
     """
 
     def check(self, where: str) -> None:
-        _only(self.params, ("drop", "keep"), where)
+        self.takes(("drop", "keep"), where)
         self.drop = set(_strings(self.params, "drop", where, [] if "keep" in self.params else ["dataframe_split"]))
         self.keep = set(_strings(self.params, "keep", where, [])) if "keep" in self.params else None
 
@@ -172,7 +172,7 @@ class RewriteServers(Step):
     """
 
     def check(self, where: str) -> None:
-        _only(self.params, ("url",), where)
+        self.takes(("url",), where)
         if not isinstance(self.params.get("url", "{server_url}"), str):
             raise PipelineError(f"{where}: 'url' must be a string template")
 
@@ -214,7 +214,7 @@ class OperationIds(Step):
     """
 
     def check(self, where: str) -> None:
-        _only(self.params, ("template", "summary", "overwrite"), where)
+        self.takes(("template", "summary", "overwrite"), where)
 
     def apply(self, doc: dict[str, Any], ctx: TransformContext) -> None:
         template = self.params.get("template", "invoke-{entity}")
@@ -381,7 +381,7 @@ class SetInfo(Step):
     """
 
     def check(self, where: str) -> None:
-        _only(self.params, ("title", "description", "version"), where)
+        self.takes(("title", "description", "version"), where)
 
     def apply(self, doc: dict[str, Any], ctx: TransformContext) -> None:
         info = doc.setdefault("info", {})

@@ -11,7 +11,7 @@ import yaml
 from apimsync.errors import PipelineError
 from apimsync.files import load_yaml, read_text
 from apimsync.transform.context import TransformContext
-from apimsync.transform.steps import Step, _only, builtin
+from apimsync.transform.steps import Step, builtin
 
 
 def compile_path(expression: Any, where: str) -> Any:
@@ -74,7 +74,7 @@ class Overlay(Step):
     """
 
     def check(self, where: str) -> None:
-        _only(self.params, ("file", "base"), where)
+        self.takes(("file", "base"), where)
         name = self.params.get("file")
         if not isinstance(name, str):
             raise PipelineError(f"{where}: 'file' must name an overlay document")
@@ -116,7 +116,7 @@ class JsonPath(Step):
     """
 
     def check(self, where: str) -> None:
-        _only(self.params, ("remove", "set", "merge", "value"), where)
+        self.takes(("remove", "set", "merge", "value"), where)
         ops = [k for k in ("remove", "set", "merge") if k in self.params]
         if len(ops) != 1:
             raise PipelineError(f"{where}: give exactly one of remove, set, merge")
