@@ -164,7 +164,7 @@ class Applier:
         with self._tag_lock:  # a tag exists before any API links to it (few tags: one at a time is fine)
             for tag in sorted({w.target for w in change.writes if w.resource is Resource.TAG} - self._tags):
                 try:
-                    self.apim.ensure_tag(tag)
+                    self.apim.links.ensure_tag(tag)
                     self._tags.add(tag)
                 except TargetError as exc:
                     log.warning("%s", exc)
@@ -181,7 +181,7 @@ def _needs(change: Change, named_values: Mapping[str, NamedValueChange]) -> tupl
 def _apply_named_value(apim: ApimTarget, nv: NamedValueChange) -> Outcome:
     started = time.monotonic()
     try:
-        apim.put_named_value(nv)
+        apim.named_values.put(nv)
     except ApimsyncError as exc:
         return Outcome(f"named value {nv.name}", nv.action, False, time.monotonic() - started, str(exc))
     return Outcome(f"named value {nv.name}", nv.action, True, time.monotonic() - started, writes=("named-value",))
@@ -207,7 +207,7 @@ def _apply_change(apim: ApimTarget, change: Change, update_strategy: str) -> Out
 
 def _recheck(apim: ApimTarget, change: Change) -> str:
     """Re-read an API before changing it: it must still be ours and as planned. Returns its ETag."""
-    current = apim.get_api(change.api_id)
+    current = apim.apis.get(change.api_id)
     if current is None:
         raise TargetError(f"API {change.api_id} disappeared since the plan; re-run to converge")
     api, etag = current
@@ -221,14 +221,14 @@ def _recheck(apim: ApimTarget, change: Change) -> str:
 
 def _delete(apim: ApimTarget, change: Change) -> None:
     etag = _recheck(apim, change)
-    apim.delete_api(change.api_id, etag)
+    apim.apis.delete(change.api_id, etag)
 
 
 def _upsert(apim: ApimTarget, change: Change, update_strategy: str, done: list[str]) -> None:
     desired = change.desired
     assert desired is not None
     if change.action is Action.CREATE:
-        apim.put_api(desired, with_spec=True)
+        apim.apis.put(desired, with_spec=True)
         done.append("api")
     elif API in change.writes or API_SETTINGS in change.writes:
         etag = _recheck(apim, change)
@@ -236,15 +236,15 @@ def _upsert(apim: ApimTarget, change: Change, update_strategy: str, done: list[s
         if with_spec and update_strategy == "revision" and change.actual is not None:
             _release_revision(apim, change, done)
         else:
-            apim.put_api(desired, with_spec=with_spec, if_match=etag)
+            apim.apis.put(desired, with_spec=with_spec, if_match=etag)
             done.append("api" if with_spec else "api-settings")
     if POLICY in change.writes and "policy" not in done:
         try:
-            apim.put_policy(desired.api_id, desired.policy_xml)
+            apim.policies.put(desired.api_id, desired.policy_xml)
         except ApimsyncError as exc:
             if change.action is Action.CREATE:  # a new API is never left live without its policy: undo the import
                 try:
-                    apim.delete_api(desired.api_id, "*")
+                    apim.apis.delete(desired.api_id, "*")
                     done.remove("api")
                 except ApimsyncError as undo:
                     raise ApimsyncError(f"{exc}; removing the API again failed too ({undo}): it is live without "
@@ -255,10 +255,10 @@ def _upsert(apim: ApimTarget, change: Change, update_strategy: str, done: list[s
         done.append("policy")
     for write in change.writes:
         if write.resource is Resource.PRODUCT:
-            apim.link_product(write.target, desired.api_id)
+            apim.links.link_product(write.target, desired.api_id)
             done.append(str(write))
         elif write.resource is Resource.TAG:
-            apim.assign_tag(write.target, desired.api_id)
+            apim.links.assign_tag(write.target, desired.api_id)
             done.append(str(write))
 
 
@@ -270,17 +270,17 @@ def _release_revision(apim: ApimTarget, change: Change, done: list[str]) -> None
     description (a non-current revision cannot change them), and delete revisions beyond the retention."""
     desired, actual = change.desired, change.actual
     assert desired is not None and actual is not None
-    existing = apim.revisions(desired.api_id)
+    existing = apim.revisions.list(desired.api_id)
     revision = max([int(actual.revision), *(n for n, _ in existing)]) + 1
-    apim.put_api(desired, with_spec=True, revision_of=actual, revision=revision)
-    apim.put_policy(f"{desired.api_id};rev={revision}", desired.policy_xml)
-    apim.release(desired.api_id, revision)
+    apim.apis.put(desired, with_spec=True, revision_of=actual, revision=revision)
+    apim.policies.put(f"{desired.api_id};rev={revision}", desired.policy_xml)
+    apim.revisions.release(desired.api_id, revision)
     done += ["api-revision", "policy", "release"]
     s, a = desired.settings, actual.settings
     if (s.display_name, s.description) != (a.display_name, a.description):
-        apim.put_api(desired, with_spec=False)
+        apim.apis.put(desired, with_spec=False)
         done.append("api-settings")
     old = sorted((n for n, current in existing if not current and n != revision), reverse=True)
     for number in [int(actual.revision), *old][REVISIONS_KEPT:]:
-        apim.delete_revision(desired.api_id, number)
+        apim.revisions.delete(desired.api_id, number)
         done.append(f"delete-revision:{number}")

@@ -15,15 +15,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from apimsync.backend import backend_problem
-from apimsync.config import NamedValueSource, Settings, credentials
+from apimsync.config import Settings, credentials
 from apimsync.errors import ApimsyncError, PolicyError
-from apimsync.model import MARKER_MAX, ApiSettingsView, DesiredApi, Marker, NamedValueState, short_hash
+from apimsync.model import MARKER_MAX, ApiSettingsView, DesiredApi, Marker, short_hash
 from apimsync.naming import render_name, sanitize_api_id, sanitize_path
-from apimsync.plan import Action, Failure, NamedValueChange, Skip
+from apimsync.plan import Failure, Skip
 from apimsync.source import Endpoint, Fetched
 
 if TYPE_CHECKING:
-    from apimsync.secrets import NamedValueDesired
     from apimsync.transform import Pipeline
 
 ROUTE_OPTIMIZED = ("route-optimized: it answers only on its own host and only to OAuth tokens of a service principal; "
@@ -190,38 +189,3 @@ def policy_inputs(ep: Endpoint, settings: Settings) -> tuple[str, dict[str, str]
         **variables, "endpoint_id": endpoint_id, "client_id_name": str(oauth.client_id.name),
         "client_secret_name": str(oauth.client_secret.name), "token_url": f"{ep.host.rstrip('/')}/oidc/v1/token",
         "authorization_details": quote(json.dumps(scope, separators=(",", ":")), safe="")}
-
-
-def kept_named_values(desired: list[DesiredApi], settings: Settings) -> dict[str, tuple[NamedValueSource, str]]:
-    """The named values apimsync keeps for these APIs (each workspace's token and service principal), by name,
-    with the configuration key that sets each."""
-    kept: dict[str, tuple[NamedValueSource, str]] = {}
-    for ws in sorted({d.workspace for d in desired}):
-        creds = credentials(settings, ws)
-        kept[str(creds.token.name)] = (creds.token, "named_value")
-        if creds.oauth:
-            kept[str(creds.oauth.client_id.name)] = (creds.oauth.client_id, "oauth.client_id")
-            kept[str(creds.oauth.client_secret.name)] = (creds.oauth.client_secret, "oauth.client_secret")
-    return kept
-
-
-def named_value_change(want: NamedValueDesired, have: NamedValueState | None,
-                       source: NamedValueSource, salt: str) -> NamedValueChange:
-    """What to do with one named value: create, update (with why) or nothing. ``salt`` keys the value's
-    fingerprint (the named value's resource id)."""
-    fingerprint = want.secret_value.fingerprint(salt) if want.secret_value is not None else None
-    kind = ("key_vault" if want.key_vault_id else "databricks_secret" if source.databricks_secret else
-            "value" if source.value else "env")
-    reasons: list[str] = []
-    if have is None:
-        action, reasons = Action.CREATE, ["missing"]
-    else:
-        if not have.secret:
-            reasons.append("not marked secret")
-        if want.key_vault_id and have.key_vault_id != want.key_vault_id:
-            reasons.append("Key Vault reference changed")
-        if fingerprint is not None and (have.key_vault_id or have.value_fingerprint != fingerprint):
-            reasons.append("value changed (token rotated)")
-        action = Action.UPDATE if reasons else Action.NOOP
-    return NamedValueChange(want.name, action, tuple(reasons), kind, want.secret_value, want.key_vault_id,
-                            want.identity_client_id, fingerprint)

@@ -20,11 +20,11 @@ from apimsync.config import Settings
 from apimsync.desired import api_id_for, build, names_for, source_fingerprint
 from apimsync.errors import ApimsyncError, ConfigError, PolicyError, UnsafePlanError
 from apimsync.model import ActualApi, DesiredApi, Marker, short_hash
-from apimsync.named_values import NamedValues
 from apimsync.parallel import Progress, gather, split
 from apimsync.plan import Action, Failure, Plan, Skip
 from apimsync.planner import Planner
 from apimsync.report import Report
+from apimsync.resources.named_values import NamedValueDecisions
 from apimsync.source import DatabricksSource, Endpoint, Invalid, name_selected, select
 from apimsync.target import ApimTarget
 
@@ -131,7 +131,7 @@ class Engine:
 
         # the API list first (its markers say which specs are unchanged), the rest of APIM's side while the
         # specs are fetched and transformed
-        apis = self.apim.list_apis()
+        apis = self.apim.apis.list()
         env = s.environment or ""
         published = {(m.workspace, m.endpoint): m for a in apis if (m := a.marker) is not None
                      and m.environment == env}
@@ -145,7 +145,7 @@ class Engine:
             marker = published.get((ep.workspace, ep.name))
             return marker if marker and not refresh and marker.source == source_of(ep) else None
 
-        named = NamedValues(s, self.apim, self._env)
+        named = NamedValueDecisions(s, self.apim.named_values, self._env)
         # the service's tier, read only when a policy depends on it (the LLM token limit, the OAuth token cache)
         tier = self.apim.tier() if (s.policy.llm and s.policy.llm.tokens_per_minute) or s.policy.oauth or any(
             w.oauth for w in s.workspaces) else None
@@ -198,10 +198,10 @@ class Engine:
         env = self.settings.environment or ""
         owned = [a for a in apis if a.marker is not None and a.marker.workspace in workspaces
                  and a.marker.environment in (env, "")]  # one without an environment may be adopted
-        product_links = {p: self.apim.product_apis(p) for p in self.settings.apis.products}
-        tag_links = self.apim.tag_links() if self.settings.apis.tags or self.settings.apis.endpoint_tags else {}
+        product_links = {p: self.apim.links.product_apis(p) for p in self.settings.apis.products}
+        tag_links = self.apim.links.tag_links() if self.settings.apis.tags or self.settings.apis.endpoint_tags else {}
         policies = {}
-        for a, policy in gather(owned, lambda a: self.apim.get_policy(a.api_id), split(self.settings.concurrency)[1]):
+        for a, policy in gather(owned, lambda a: self.apim.policies.get(a.api_id), split(self.settings.concurrency)[1]):
             if isinstance(policy, Exception):
                 raise policy
             policies[a.api_id] = policy

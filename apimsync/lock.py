@@ -3,9 +3,9 @@
 The lock is one named value, ``apimsync-lock-<hash>``, whose value says who holds it until when. It is taken and
 given back by compare-and-swap: read it with its ETag, write it with ``If-Match: <that ETag>``. Azure applies a
 write with a stale ETag nowhere and answers 412 (``If-Match`` on NamedValue_CreateOrUpdate, apimnamedvalues.json,
-2024-05-01; ETag semantics: research/apim.md §2.5), and refuses a second write while one runs on the same entity
-(409 PessimisticConcurrencyConflict; ``ApimTarget.write_named_value`` reports both as "another write came first").
-So of several runs that read the same free lock, exactly one writes
+2024-05-01; Azure/apiops src/common/Http.cs retries such 412s), and refuses a second write while one runs on the
+same entity (409 PessimisticConcurrencyConflict; ``NamedValues.write_plain`` reports both as "another write came
+first"). So of several runs that read the same free lock, exactly one writes
 it; the others find the new ETag, and the holder in it, when they try again, and stop. The lock also counts how
 often it was taken (its generation): a run reads it before it plans and takes the lock only at that generation,
 so a run that planned while another wrote never applies its outdated plan.
@@ -33,15 +33,13 @@ log = logging.getLogger(__name__)
 MAX_TTL = 86_400  # seconds: no lock lasts longer (lock_ttl_seconds is bounded to it)
 
 
-class NamedValueStore(Protocol):
+class PlainValues(Protocol):
     """Where the locks live: plain named values of one service, read and written with their ETags
-    (:class:`apimsync.target.ApimTarget`)."""
+    (:class:`apimsync.resources.named_values.NamedValues`)."""
 
-    svc: str
+    def read_plain(self, name: str) -> tuple[str | None, str] | None: ...
 
-    def read_named_value(self, name: str) -> tuple[str | None, str] | None: ...
-
-    def write_named_value(self, name: str, value: str, *, if_match: str | None) -> bool: ...
+    def write_plain(self, name: str, value: str, *, if_match: str | None) -> bool: ...
 
 
 class SyncLock:
@@ -49,8 +47,9 @@ class SyncLock:
 
     ROUNDS = 16  # reads of the lock while other runs create or change it
 
-    def __init__(self, apim: NamedValueStore, pause: float = 0.3) -> None:
-        self.apim = apim
+    def __init__(self, store: PlainValues, service: str, pause: float = 0.3) -> None:
+        self.store = store
+        self.service = service  # its name, for messages
         self.pause = pause  # seconds between reads of a held lock, and before the confirming read
         self._renewals: dict[str, tuple[threading.Event, threading.Thread]] = {}
         self._lost: set[str] = set()
@@ -58,7 +57,7 @@ class SyncLock:
     def generation(self, name: str) -> int:
         """How many times lock ``name`` has been taken: read before a run plans, and given to :meth:`acquire`, so
         a run whose plan another run's writes may have outdated never applies it."""
-        current = self.apim.read_named_value(name)
+        current = self.store.read_plain(name)
         return Holder.parse(current[0]).generation if current is not None else 0
 
     def acquire(self, name: str, ttl_seconds: int, *, force: bool = False, generation: int | None = None) -> str:
@@ -69,28 +68,28 @@ class SyncLock:
         waits for a lock: what it planned while another run wrote is not worth applying."""
         owner = uuid.uuid4().hex[:12]
         for _ in range(self.ROUNDS):  # creations and lost races: another run wrote between our read and write
-            current = self.apim.read_named_value(name)
+            current = self.store.read_plain(name)
             if current is None:  # no lock yet: create it free (unconditional: no If-None-Match), then take it
-                if not self.apim.write_named_value(name, Holder(None, None).text(), if_match=None):
+                if not self.store.write_plain(name, Holder(None, None).text(), if_match=None):
                     time.sleep(self.pause * random.uniform(0.5, 1.5))  # another run is creating it
                 continue
             text, etag = current
             holder = Holder.parse(text)
             if holder.live() and not force:
-                raise LockError(f"another apimsync run holds the lock on {self.apim.svc} (owner {holder.owner}, "
+                raise LockError(f"another apimsync run holds the lock on {self.service} (owner {holder.owner}, "
                                 f"until {holder.shown_expiry}); wait, or break it with --force-lock")
             if generation is not None and holder.generation != generation:
-                raise LockError(f"another apimsync run wrote to {self.apim.svc} while this run was planning (the "
+                raise LockError(f"another apimsync run wrote to {self.service} while this run was planning (the "
                                 "lock changed hands since); nothing was written: run again")
             mine = Holder(owner, _now() + timedelta(seconds=ttl_seconds), ttl_seconds, holder.generation + 1)
-            if not self.apim.write_named_value(name, mine.text(), if_match=etag):
+            if not self.store.write_plain(name, mine.text(), if_match=etag):
                 time.sleep(self.pause * random.uniform(0.1, 1.0))  # another run wrote first: read again
                 continue
             time.sleep(self.pause)  # a creation that raced ours lands within this pause
-            confirm = self.apim.read_named_value(name)
+            confirm = self.store.read_plain(name)
             if confirm is not None and Holder.parse(confirm[0]).owner == owner:
                 return owner
-        raise LockError(f"could not take the lock on {self.apim.svc}: other runs kept changing it; try again")
+        raise LockError(f"could not take the lock on {self.service}: other runs kept changing it; try again")
 
     def keep(self, ticket: str, name: str, ttl_seconds: int) -> None:
         """Renew our hold every third of its TTL until :meth:`release`, by compare-and-swap: a run longer than
@@ -100,15 +99,15 @@ class SyncLock:
         def renew() -> None:
             while not stop.wait(ttl_seconds / 3):
                 try:
-                    current = self.apim.read_named_value(name)
+                    current = self.store.read_plain(name)
                     if current is None or Holder.parse(current[0]).owner != ticket:
                         self._lost.add(ticket)
                         log.error("the sync lock on %s was taken from this run (broken with --force-lock?); no "
-                                  "further write starts", self.apim.svc)
+                                  "further write starts", self.service)
                         return
                     held = Holder.parse(current[0])
                     mine = Holder(ticket, _now() + timedelta(seconds=ttl_seconds), ttl_seconds, held.generation)
-                    if not self.apim.write_named_value(name, mine.text(), if_match=current[1]):
+                    if not self.store.write_plain(name, mine.text(), if_match=current[1]):
                         log.warning("renewing the sync lock: it changed meanwhile; checking again")
                 except TargetError as exc:
                     log.warning("renewing the sync lock: %s", exc)
@@ -130,11 +129,11 @@ class SyncLock:
             thread.join()
         try:
             for _ in range(3):
-                current = self.apim.read_named_value(name)
+                current = self.store.read_plain(name)
                 held = Holder.parse(current[0]) if current is not None else None
                 if current is None or held is None or held.owner != ticket:
                     return  # not ours (any more): leave it as it is
-                if self.apim.write_named_value(name, Holder(None, None, 0, held.generation).text(),
+                if self.store.write_plain(name, Holder(None, None, 0, held.generation).text(),
                                                if_match=current[1]):
                     return
         except TargetError as exc:  # it expires by itself; never fail a finished sync over it

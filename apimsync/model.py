@@ -143,23 +143,6 @@ class ActualApi:
         return self.marker is not None
 
 
-@dataclass(frozen=True)
-class NamedValueState:
-    """A named value as APIM reports it (never with its secret value)."""
-
-    name: str
-    secret: bool
-    key_vault_id: str | None = None
-    tags: tuple[str, ...] = ()
-
-    @property
-    def value_fingerprint(self) -> str | None:
-        for tag in self.tags:
-            if tag.startswith("apimsync-fp-"):
-                return tag[len("apimsync-fp-"):]
-        return None
-
-
 def api_from_arm(api_id: str, props: Mapping[str, Any]) -> ActualApi:
     """Build an ActualApi from an ARM ApiContract's properties (as JSON names)."""
     settings = ApiSettingsView(

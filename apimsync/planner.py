@@ -28,6 +28,7 @@ from apimsync.plan import (
     Skip,
     Write,
 )
+from apimsync.resources import apis, links, policies
 
 
 def _matches_any(name: str, globs: Iterable[str]) -> bool:
@@ -35,43 +36,15 @@ def _matches_any(name: str, globs: Iterable[str]) -> bool:
 
 
 def _update_reasons(desired: DesiredApi, actual: ActualApi) -> tuple[list[str], list[Write]]:
-    """(reasons, writes) for an API that exists and is owned."""
-    reasons: list[str] = []
-    writes: list[Write] = []
-    marker = actual.marker
-    want = desired.marker
-    spec_changed = marker is None or marker.spec != want.spec
-    if spec_changed:
-        reasons.append("spec changed")
-    differing = desired.settings.differences(actual.settings)
-    if marker is not None and marker.settings != want.settings:
-        reasons.append("settings changed" + (f": {', '.join(differing)}" if differing else ""))
-    elif differing:
-        reasons.append(f"drift: {', '.join(differing)} edited outside apimsync")
-    if marker is not None and (marker.workspace, marker.endpoint) != (want.workspace, want.endpoint):
-        reasons.append(f"source moved to {want.workspace}/{want.endpoint}")
-    if marker is not None and marker.environment != want.environment:
-        reasons.append(f"adopted by environment {want.environment}")
-    if not reasons and marker is not None and want.source and marker.source != want.source:
-        # the spec is the same, but what determines it moved (or a marker from before fingerprints): record it
-        # once, so the next run need not fetch the spec again
-        reasons.append("spec source recorded")
-    if reasons:
-        writes.append(API if spec_changed else API_SETTINGS)
-    if actual.policy_xml is None:
-        reasons.append("policy missing")
-        writes.append(POLICY)
-    elif actual.policy_xml != desired.policy_xml and actual.policy_form != desired.policy_form:
-        reasons.append("policy differs from the template (changed, or edited outside apimsync)")
-        writes.append(POLICY)
-    for product in desired.products:
-        if product not in actual.products:
-            reasons.append(f"not in product {product}")
-            writes.append(Write(Resource.PRODUCT, product))
-    for tag in desired.tags:
-        if tag not in actual.tags:
-            reasons.append(f"missing tag {tag}")
-            writes.append(Write(Resource.TAG, tag))
+    """(reasons, writes) for an API that exists and is owned: each resource's own comparison."""
+    reasons, spec_changed = apis.reasons(desired, actual)
+    writes = [API if spec_changed else API_SETTINGS] if reasons else []
+    policy = policies.reasons(desired, actual)
+    reasons += policy
+    writes += [POLICY] if policy else []
+    products, tags = links.missing(desired, actual)
+    reasons += [f"not in product {p}" for p in products] + [f"missing tag {t}" for t in tags]
+    writes += [Write(Resource.PRODUCT, p) for p in products] + [Write(Resource.TAG, t) for t in tags]
     return reasons, writes
 
 

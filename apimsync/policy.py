@@ -11,9 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from apimsync.bundled import resolve
 from apimsync.errors import PolicyError
 from apimsync.files import read_text
-from apimsync.resources import resolve
 
 NAMED_VALUE_REF = re.compile(r"\{\{\s*([A-Za-z0-9\-._]+)\s*\}\}")
 COMMENT = re.compile(r"<!--.*?-->\s*", re.DOTALL)

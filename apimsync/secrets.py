@@ -8,10 +8,9 @@ import hashlib
 import hmac
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from apimsync.config import NamedValueSource, SecretSource
+from apimsync.config import SecretSource
 from apimsync.credentials import databricks_dbutils
 from apimsync.errors import ConfigError
 
@@ -49,29 +48,6 @@ class Secret:
 
     def __reduce__(self) -> Any:
         raise TypeError("a Secret cannot be pickled")
-
-
-@dataclass(frozen=True)
-class NamedValueDesired:
-    name: str
-    secret_value: Secret | None
-    key_vault_id: str | None
-    identity_client_id: str | None
-
-
-
-
-def resolve_named_value(source: NamedValueSource, env: Mapping[str, str] | None = None,
-                        key: str = "policy.named_value") -> NamedValueDesired:
-    """Where the named value's value comes from, read now (Key Vault references are left to APIM); ``key`` is the
-    configuration key errors name."""
-    name = str(source.name)
-    if source.key_vault and not source.value:
-        return NamedValueDesired(name, None, source.key_vault, source.identity_client_id)
-    if not (source.value or source.env or source.databricks_secret):
-        raise ConfigError(f"{key}: the policy references named value '{name}'; set one of env, key_vault, "
-                          "databricks_secret" + (", value" if "client_id" in key else ""))
-    return NamedValueDesired(name, read_secret(source, env, key), None, None)
 
 
 def read_secret(source: SecretSource, env: Mapping[str, str] | None = None, key: str = "secret") -> Secret:

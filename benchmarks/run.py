@@ -196,7 +196,7 @@ def _publish_by_hand(client: Any, engine: Any, ep: Any) -> None:
     set the policy."""
     from azure.mgmt.apimanagement.models import ApiCreateOrUpdateParameter, PolicyContract
 
-    from apimsync.target import location_poller
+    from apimsync.arm import location_poller
 
     s = engine.settings.apim
     spec = engine.sources[0].fetch(ep).spec

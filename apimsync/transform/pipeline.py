@@ -18,9 +18,9 @@ from typing import Any
 
 import yaml
 
+from apimsync.bundled import resolve
 from apimsync.errors import PipelineError
 from apimsync.files import load_yaml, read_text
-from apimsync.resources import resolve
 from apimsync.transform import input_steps as _input_steps  # noqa: F401  (registers serving-inputs)
 from apimsync.transform import schema_steps as _schema_steps  # noqa: F401  (registers the schema steps)
 from apimsync.transform import user_steps as _user_steps  # noqa: F401  (registers overlay and jsonpath)

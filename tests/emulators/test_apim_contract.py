@@ -20,10 +20,10 @@ from azure.mgmt.apimanagement.models import (
     TagCreateUpdateParameters,
 )
 
+from apimsync.arm import location_poller
 from apimsync.emulators._server import FaultRule
 from apimsync.emulators.apim import ApimEmulator, Throttle
 from apimsync.emulators.latency import lro_only
-from apimsync.target import location_poller
 
 CONTRACTS = Path(__file__).resolve().parents[1] / "data"  # copied from shared/contracts/apim-2024-05-01/examples
 SPEC = {"openapi": "3.0.3", "info": {"title": "Echo", "version": "1", "description": "echo api"},

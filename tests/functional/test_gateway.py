@@ -14,10 +14,10 @@ import requests
 from azure.mgmt.apimanagement.models import NamedValueCreateContract, PolicyContract
 from click.testing import CliRunner
 
+from apimsync.arm import location_poller
 from apimsync.cli import main
 from apimsync.config import settings_from_mapping
 from apimsync.emulators.sandbox import Sandbox, token_named_value
-from apimsync.target import location_poller
 
 DATA = Path(__file__).resolve().parents[1] / "data"  # official examples, copied from shared/contracts
 

@@ -10,9 +10,9 @@ import pytest
 import requests
 from azure.mgmt.apimanagement.models import TagCreateUpdateParameters
 
+from apimsync.arm import location_poller
 from apimsync.emulators.sandbox import DEMO_TOKEN, DEMO_TOKEN_ENV, Sandbox
 from apimsync.plan import POLICY, Action
-from apimsync.target import location_poller
 
 
 def owned_ids(box: Sandbox) -> set[str]:

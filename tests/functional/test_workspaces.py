@@ -18,10 +18,10 @@ import requests
 import yaml
 from azure.mgmt.apimanagement.models import NamedValueCreateContract
 
+from apimsync.arm import location_poller
 from apimsync.config import Settings, settings_from_mapping
 from apimsync.emulators.sandbox import Sandbox, demo_token, token_named_value
 from apimsync.plan import Action
-from apimsync.target import location_poller
 
 PER_WORKSPACE = 8  # the shipped fixtures publish 8 APIs in each workspace
 

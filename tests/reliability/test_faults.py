@@ -7,11 +7,11 @@ import json
 
 import pytest
 
+from apimsync.arm import location_poller
 from apimsync.emulators._server import FaultRule
 from apimsync.emulators.apim import Throttle
 from apimsync.emulators.sandbox import Sandbox
 from apimsync.plan import Action
-from apimsync.target import location_poller
 
 READY = 8  # APIs the shipped fixtures produce (not READY and schema-less ones are skipped)
 

@@ -15,11 +15,12 @@ import pytest
 import yaml
 from azure.mgmt.apimanagement.models import NamedValueCreateContract
 
+from apimsync.arm import location_poller
 from apimsync.emulators._server import FaultRule
 from apimsync.emulators.latency import lro_only
 from apimsync.emulators.sandbox import DEMO_SP_SECRET, DEMO_SP_SECRET_ENV, DEMO_TOKEN_ENV, Sandbox
 from apimsync.errors import LockError
-from apimsync.target import ApimTarget, location_poller
+from apimsync.target import ApimTarget
 
 READY = 8  # APIs the shipped fixtures produce (not READY and schema-less ones are skipped)
 

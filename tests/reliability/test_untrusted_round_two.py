@@ -18,10 +18,10 @@ import requests
 import yaml
 from azure.mgmt.apimanagement.models import ApiCreateOrUpdateParameter
 
+from apimsync.arm import location_poller
 from apimsync.checks import Target, run_checks
 from apimsync.emulators._server import EmulatorServer, Request, Response
 from apimsync.emulators.sandbox import Sandbox
-from apimsync.target import location_poller
 
 SPEC = {"openapi": "3.1.0", "info": {"title": "x", "version": "1"}, "paths": {
     "/served-models/m-1/invocations": {"post": {"requestBody": {"content": {"application/json": {"schema": {

@@ -9,7 +9,8 @@ import pytest
 
 from apimsync.config import NamedValueSource
 from apimsync.errors import ConfigError
-from apimsync.secrets import Secret, resolve_named_value
+from apimsync.resources.named_values import resolve as resolve_named_value
+from apimsync.secrets import Secret
 
 TOKEN = "dapi-0123456789abcdef-secret"
 
