@@ -30,9 +30,9 @@ from apimsync.errors import (
 )
 
 if TYPE_CHECKING:
+    from apimsync.changes import Plan
     from apimsync.checks import VerifyReport
     from apimsync.engine import Engine
-    from apimsync.plan import Plan
     from apimsync.report import Report
 
 __all__ = [

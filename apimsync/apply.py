@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from apimsync.changes import API, API_SETTINGS, POLICY, Action, Change, NamedValueChange, Plan, Resource
 from apimsync.errors import ApimsyncError, LockError, TargetError
 from apimsync.parallel import Progress, gather
-from apimsync.plan import API, API_SETTINGS, POLICY, Action, Change, NamedValueChange, Plan, Resource
 from apimsync.target import ApimTarget
 
 log = logging.getLogger(__name__)

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from apimsync.config import ApimSettings
 from apimsync.credentials import make_credential
 from apimsync.errors import TargetError
 from apimsync.pacing import gate_policy
+from apimsync.settings import ApimSettings
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential

@@ -8,12 +8,23 @@ import dataclasses
 import difflib
 import re
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, get_type_hints
 
 from apimsync.errors import ConfigError
 
 INTERNAL = ("origin", "environment")  # fields the loader sets, never a file or an environment variable
+
+
+def setting(default: Any = dataclasses.MISSING, doc: str = "", *, factory: Callable[[], Any] | None = None,
+            bounds: tuple[float, float | None] | None = None, choices: tuple[str, ...] | None = None) -> Any:
+    """A settings field that describes itself: its default (or ``factory``), its one-line ``doc`` (the README's
+    configuration table), and the ``bounds`` (inclusive; None: open above) or ``choices`` :func:`build` holds
+    its value to."""
+    metadata = {"doc": doc, "bounds": bounds, "choices": choices}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def frozen_map(value: Mapping[str, str] | None = None) -> Mapping[str, str]:
@@ -96,8 +107,21 @@ def build(cls: type, raw: Any, origin: str, prefix: str) -> Any:
             if required:
                 raise ConfigError(f"{origin}: {key}: required")
             continue
-        values[name] = coerce(hints[name], raw[name], origin, key)
+        values[name] = _within(f, coerce(hints[name], raw[name], origin, key), origin, key)
     return cls(**values)
+
+
+def _within(f: dataclasses.Field[Any], value: Any, origin: str, key: str) -> Any:
+    """``value``, or a ConfigError when it leaves the field's bounds or choices."""
+    bounds, choices = f.metadata.get("bounds"), f.metadata.get("choices")
+    if bounds is not None and value is not None:
+        low, high = bounds
+        if value < low or (high is not None and value > high):
+            expected = f"{low:,} to {high:,}" if high is not None else f"at least {low:,}"
+            raise ConfigError(f"{origin}: {key}: expected {expected}, got {value}")
+    if choices is not None and value not in choices:
+        raise ConfigError(f"{origin}: {key}: expected one of {', '.join(repr(c) for c in choices)}, got {value!r}")
+    return value
 
 
 def coerce(hint: Any, value: Any, origin: str, key: str) -> Any:

@@ -254,9 +254,9 @@ def sync(ctx: click.Context, config: str | None, output: str | None, prune: bool
 def _reviewed_checksum(path: str) -> str:
     """The checksum of a reviewed plan file, recomputed over its content: a file edited after the review (a change
     removed, the checksum kept) is refused here, before anything is read or written."""
+    from apimsync.changes import checksum_of
     from apimsync.errors import ConfigError
     from apimsync.files import read_text
-    from apimsync.plan import checksum_of
 
     try:
         data = json.loads(read_text(path, ConfigError))

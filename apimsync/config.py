@@ -1,4 +1,4 @@
-"""Configuration: ``apimsync.yaml`` → typed, validated, frozen :class:`Settings`.
+"""Configuration: ``apimsync.yaml`` → typed, validated, frozen :class:`apimsync.settings.Settings`.
 
 Precedence: explicit overrides (CLI flags, notebook keywords) > environment (``APIMSYNC_<SECTION>_<KEY>``, and the
 APIOps names ``AZURE_SUBSCRIPTION_ID``, ``AZURE_RESOURCE_GROUP_NAME``, ``API_MANAGEMENT_SERVICE_NAME``) > the file
@@ -7,21 +7,20 @@ APIOps names ``AZURE_SUBSCRIPTION_ID``, ``AZURE_RESOURCE_GROUP_NAME``, ``API_MAN
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from apimsync.backend import insecure_url_problem
-from apimsync.binding import ENV_BOOLEANS, build, frozen_map, get_key, hint_of, known_keys, set_key
+from apimsync.binding import ENV_BOOLEANS, build, get_key, hint_of, known_keys, set_key
 from apimsync.errors import ConfigError
 from apimsync.files import load_yaml, read_text
 from apimsync.naming import render_name, sanitize_api_id, sanitize_path
+from apimsync.settings import NamedValueSource, Settings, Workspace, gateway_auth
 
 DEFAULT_FILE = "apimsync.yaml"
 SERVICE_NAME = re.compile(r"^[a-zA-Z](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?$")
@@ -30,180 +29,6 @@ ENV_NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
-
-
-@dataclass(frozen=True)
-class Selection:
-    include: tuple[str, ...] = ("*",)
-    exclude: tuple[str, ...] = ()
-    tags: Mapping[str, str] = field(default_factory=frozen_map)
-    ready_only: bool = True
-    # pay-per-token system endpoints (endpoint_type FOUNDATION_MODEL_API, databricks-*): a workspace lists dozens,
-    # so they are published only when asked for, here or by their exact name in include
-    foundation_models: bool = False
-
-
-@dataclass(frozen=True)
-class ApimSettings:
-    subscription_id: str
-    resource_group: str
-    service: str
-    base_url: str = "https://management.azure.com"
-    ca_bundle: str | None = None
-    credential: str = "default"
-    polling_interval: float = 5.0  # an import takes ~10 s: two polls, not five, out of ARM's read bucket
-
-
-@dataclass(frozen=True)
-class Naming:
-    api_id: str = "dbx-{endpoint}"
-    path: str = "serving/{endpoint}"
-    display_name: str = "{endpoint}"
-    # also {task} and {served_models} (name, model and version, or the external / foundation model of each)
-    description: str = "Databricks Model Serving endpoint {endpoint} ({task}): {served_models}"
-
-
-@dataclass(frozen=True)
-class SecretSource:
-    """Where apimsync reads a value: one of an environment variable, a Databricks secret ('scope/key'), or a
-    plain value in the file (for what is not secret, a client id)."""
-
-    env: str | None = None
-    databricks_secret: str | None = None
-    value: str | None = None
-
-
-@dataclass(frozen=True)
-class NamedValueSource(SecretSource):
-    """A named value apimsync keeps, and where its value comes from (one of the sources, or a Key Vault secret
-    that APIM reads itself)."""
-
-    name: str | None = None  # a template with {workspace}; None: the default of its use (e.g. databricks-token-...)
-    key_vault: str | None = None
-    identity_client_id: str | None = None
-
-
-@dataclass(frozen=True)
-class OAuthSettings:
-    """A Databricks service principal whose OAuth token the gateway obtains (route-optimized endpoints need one)."""
-
-    client_id: NamedValueSource = field(default_factory=NamedValueSource)
-    client_secret: NamedValueSource = field(default_factory=NamedValueSource)
-    template: str = "oauth-service-principal"
-    all_endpoints: bool = False  # use it for every endpoint, not only the route-optimized ones
-
-
-@dataclass(frozen=True)
-class WorkspaceAuth:
-    """apimsync's own credential for reading one workspace, used instead of databricks-sdk's unified auth: what a
-    job task carries to reach another workspace (runtime auth always connects to the current one). A token, or a
-    service principal's OAuth client id and secret (OAuth M2M)."""
-
-    token: SecretSource | None = None
-    client_id: SecretSource | None = None
-    client_secret: SecretSource | None = None
-
-
-@dataclass(frozen=True)
-class Workspace:
-    name: str = "default"
-    host: str | None = None
-    profile: str | None = None
-    auth: WorkspaceAuth | None = None  # needs host; else the SDK's unified auth (profile, environment, runtime)
-    retry_timeout_seconds: int = 60  # how long databricks-sdk keeps retrying an unreachable or throttled workspace
-    named_value: NamedValueSource | None = None  # this workspace's token source (else policy.named_value)
-    oauth: OAuthSettings | None = None  # this workspace's service principal (else policy.oauth)
-
-
-@dataclass(frozen=True)
-class LlmPolicy:
-    """LLM-aware policies for chat, completions and agent endpoints (Learn: llm-token-limit, llm-emit-token-metric)."""
-
-    tokens_per_minute: int | None = None  # per subscription
-    emit_metrics: bool = False  # token metrics (needs Application Insights with custom metrics)
-    metrics_namespace: str = "apimsync"
-
-
-@dataclass(frozen=True)
-class PolicySettings:
-    template: str = "named-value-auth"
-    variables: Mapping[str, str] = field(default_factory=frozen_map)
-    named_value: NamedValueSource = field(default_factory=NamedValueSource)
-    oauth: OAuthSettings | None = None
-    llm: LlmPolicy | None = None
-
-
-# the default names of the named values apimsync keeps: one per workspace, since a token is valid in one only
-TOKEN_NAME = "databricks-token-{workspace}"
-CLIENT_ID_NAME = "databricks-sp-id-{workspace}"
-CLIENT_SECRET_NAME = "databricks-sp-secret-{workspace}"
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """What the policies of one workspace's APIs authenticate with: named-value sources with their names set."""
-
-    token: NamedValueSource
-    oauth: OAuthSettings | None
-
-    def sources(self) -> list[NamedValueSource]:
-        extra = [self.oauth.client_id, self.oauth.client_secret] if self.oauth else []
-        return [self.token, *extra]
-
-
-def credentials(settings: Settings, workspace: str) -> Credentials:
-    """The token and service principal of ``workspace`` (its own, else the policy's), names rendered."""
-    ws = next((w for w in settings.workspaces if w.name == workspace), None)
-    token = (ws.named_value if ws and ws.named_value else None) or settings.policy.named_value
-    oauth = (ws.oauth if ws and ws.oauth else None) or settings.policy.oauth
-
-    def named(source: NamedValueSource, default: str) -> NamedValueSource:
-        return dataclasses.replace(source, name=render_name(source.name or default, workspace=workspace))
-
-    if oauth is not None:
-        oauth = dataclasses.replace(oauth, client_id=named(oauth.client_id, CLIENT_ID_NAME),
-                                    client_secret=named(oauth.client_secret, CLIENT_SECRET_NAME))
-    return Credentials(named(token, TOKEN_NAME), oauth)
-
-
-@dataclass(frozen=True)
-class ApiSettings:
-    subscription_required: bool = True
-    products: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    served_model_routes: bool = False  # also publish /served-models/<entity>/invocations (names change per version)
-    backend_hosts: tuple[str, ...] = ()  # hosts (globs) allowed as backends besides the workspace's and Databricks'
-    openai_routes: bool = True  # chat/completions/embeddings: also the OpenAI routes, rewritten to /invocations
-    endpoint_tags: bool = False  # also tag each API with its endpoint's tags ("key-value", sanitised to tag ids)
-    validate_requests: bool = False  # refuse payloads that do not fit the schema at the gateway (validate-content)
-    max_request_bytes: int = 102_400  # validate-content's max-size (Learn: at most 100 KB, or 4 MB in newer text)
-
-
-@dataclass(frozen=True)
-class Prune:
-    enabled: bool = False
-    max_delete_fraction: float = 0.3
-    protect: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Settings:
-    apim: ApimSettings
-    workspaces: tuple[Workspace, ...] = (Workspace(),)
-    select: Selection = field(default_factory=Selection)
-    naming: Naming = field(default_factory=Naming)
-    pipeline: str | None = None
-    policy: PolicySettings = field(default_factory=PolicySettings)
-    apis: ApiSettings = field(default_factory=ApiSettings)
-    prune: Prune = field(default_factory=Prune)
-    concurrency: int = 8  # Databricks fetches and APIM reads at once
-    # APIs written at once: an import runs for seconds, so ARM's write bucket (10/s) needs ~50 in flight to be the
-    # limit; the throttle gate paces them to the bucket
-    apply_concurrency: int = 128
-    update_strategy: str = "in-place"
-    lock_ttl_seconds: int = 900
-    origin: str = "<settings>"
-    environment: str | None = None  # the entry of `environments:` applied (--env / APIMSYNC_ENV)
 
 
 CREDENTIALS = ("default", "cli", "managed-identity", "emulator")
@@ -322,8 +147,6 @@ def _env_overrides(env: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-MAX_TPM = 1_000_000_000  # llm-token-limit's tokens-per-minute: far above any deployment, far below an overflow
-MAX_LOCK_TTL = 86_400
 # a host, or "*." and two or more literal labels, optionally with a port
 BACKEND_HOST_PATTERN = re.compile(r"^(?:\*\.)?[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+(?::[0-9]{1,5})?$|^(?:localhost|"
                                   r"[0-9.]+)(?::[0-9]{1,5})?$")
@@ -345,8 +168,6 @@ def _check(s: Settings) -> None:
                           f"service-credential:<name>, got '{a.credential}'")
     if a.ca_bundle and not Path(a.ca_bundle).is_file():
         raise ConfigError(f"{o}: apim.ca_bundle: file not found: {a.ca_bundle}")
-    if a.polling_interval < 0:
-        raise ConfigError(f"{o}: apim.polling_interval: must not be negative")
     names = [w.name for w in s.workspaces]
     for w in s.workspaces:
         if not WORKSPACE_NAME.match(w.name) or len(w.name) > 64:
@@ -385,35 +206,21 @@ def _check(s: Settings) -> None:
         _check_source(o, key, source)
     owners: dict[str, tuple[str, NamedValueSource]] = {}
     for w in s.workspaces:
-        names = [str(src.name) for src in credentials(s, w.name).sources()]
+        names = [str(src.name) for src in gateway_auth(s, w.name).sources()]
         if len(set(names)) != len(names):
             raise ConfigError(f"{o}: workspace {w.name}: its token and service principal share a named value name "
                               f"({', '.join(str(n) for n in names)})")
-        for src in credentials(s, w.name).sources():
+        for src in gateway_auth(s, w.name).sources():
             other = owners.setdefault(str(src.name), (w.name, src))
             if other[1] != src:  # one named value, two values: one workspace would send the other's credential
                 raise ConfigError(f"{o}: named value '{src.name}' is used by workspaces {other[0]} and {w.name} "
                                   "with different sources; give each workspace its own (a name with {workspace})")
-    if not 1024 <= s.apis.max_request_bytes <= 4 * 1024 * 1024:
-        raise ConfigError(f"{o}: apis.max_request_bytes: expected 1024 to 4194304 (validate-content's max-size)")
     if s.policy.llm is not None:
-        if s.policy.llm.tokens_per_minute is not None and not 1 <= s.policy.llm.tokens_per_minute <= MAX_TPM:
-            raise ConfigError(f"{o}: policy.llm.tokens_per_minute: expected 1 to {MAX_TPM:,}")
         if s.policy.llm.tokens_per_minute and not s.apis.subscription_required:
             raise ConfigError(f"{o}: policy.llm.tokens_per_minute counts per subscription: it needs "
                               "apis.subscription_required (without a key there is no subscription to count)")
         if not NAMED_VALUE_NAME.match(s.policy.llm.metrics_namespace):
             raise ConfigError(f"{o}: policy.llm.metrics_namespace: letters, digits, '-', '.', '_' only")
-    if not 1 <= s.concurrency <= 64:
-        raise ConfigError(f"{o}: concurrency: expected 1 to 64, got {s.concurrency}")
-    if not 1 <= s.apply_concurrency <= 256:
-        raise ConfigError(f"{o}: apply_concurrency: expected 1 to 256, got {s.apply_concurrency}")
-    if s.update_strategy not in ("in-place", "revision"):
-        raise ConfigError(f"{o}: update_strategy: expected 'in-place' or 'revision', got '{s.update_strategy}'")
-    if not 0 <= s.prune.max_delete_fraction <= 1:
-        raise ConfigError(f"{o}: prune.max_delete_fraction: expected 0 to 1, got {s.prune.max_delete_fraction}")
-    if not 1 <= s.lock_ttl_seconds <= MAX_LOCK_TTL:
-        raise ConfigError(f"{o}: lock_ttl_seconds: expected 1 to {MAX_LOCK_TTL} (a day)")
     for pattern in s.apis.backend_hosts:
         if not BACKEND_HOST_PATTERN.match(pattern):
             raise ConfigError(f"{o}: apis.backend_hosts: '{pattern}' must name a domain: a host, or '*.' and at least "

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from apimsync.backend import backend_problem
-from apimsync.config import Settings, credentials
+from apimsync.changes import Failure, Skip
 from apimsync.errors import ApimsyncError, PolicyError
 from apimsync.model import MARKER_MAX, ApiSettingsView, DesiredApi, Marker, short_hash
 from apimsync.naming import render_name, sanitize_api_id, sanitize_path
-from apimsync.plan import Failure, Skip
+from apimsync.settings import Settings, gateway_auth
 from apimsync.source import Endpoint, Fetched
 
 if TYPE_CHECKING:
@@ -76,7 +76,7 @@ def build(f: Fetched, settings: Settings, pipeline: Pipeline, templates: Templat
     problem = backend_problem(ep.backend_url, ep.host, settings.apis.backend_hosts)
     if problem:
         return Failure(ep.workspace, ep.name, "backend", problem)
-    if ep.kind.oauth_only and credentials(settings, ep.workspace).oauth is None:
+    if ep.kind.oauth_only and gateway_auth(settings, ep.workspace).oauth is None:
         return Skip(ep.workspace, ep.name, ROUTE_OPTIMIZED, api_id_for(ep, settings))
     return _desired(ep, None if reused else f.spec, settings, pipeline, templates, synthesized=f.synthesized,
                     source=source, reuse=reuse if reused else None, tier=tier)
@@ -175,7 +175,7 @@ def policy_inputs(ep: Endpoint, settings: Settings) -> tuple[str, dict[str, str]
 
     Route-optimized endpoints (and every endpoint with ``oauth.all_endpoints``) use the service principal's OAuth
     template: a token for this endpoint only, from the workspace's ``/oidc/v1/token``."""
-    creds = credentials(settings, ep.workspace)
+    creds = gateway_auth(settings, ep.workspace)
     variables = {"named_value": str(creds.token.name)}
     oauth = creds.oauth
     if oauth is None or not (ep.kind.oauth_only or oauth.all_endpoints):

@@ -16,15 +16,15 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from apimsync.apply import Applier
-from apimsync.config import Settings
+from apimsync.changes import Action, Failure, Plan, Skip
 from apimsync.desired import api_id_for, build, names_for, source_fingerprint
 from apimsync.errors import ApimsyncError, ConfigError, PolicyError, UnsafePlanError
 from apimsync.model import ActualApi, DesiredApi, Marker, short_hash
 from apimsync.parallel import Progress, gather, split
-from apimsync.plan import Action, Failure, Plan, Skip
 from apimsync.planner import Planner
 from apimsync.report import Report
 from apimsync.resources.named_values import NamedValueDecisions
+from apimsync.settings import Settings
 from apimsync.source import DatabricksSource, Endpoint, Invalid, name_selected, select
 from apimsync.target import ApimTarget
 

@@ -13,8 +13,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 
-from apimsync.model import ActualApi, DesiredApi
-from apimsync.plan import (
+from apimsync.changes import (
     API,
     API_SETTINGS,
     DELETE,
@@ -28,6 +27,7 @@ from apimsync.plan import (
     Skip,
     Write,
 )
+from apimsync.model import ActualApi, DesiredApi
 from apimsync.resources import apis, links, policies
 
 

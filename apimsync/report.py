@@ -8,7 +8,7 @@ from typing import Any
 
 from apimsync import html
 from apimsync.apply import Outcome
-from apimsync.plan import Action, Plan
+from apimsync.changes import Action, Plan
 from apimsync.text import printable
 
 

@@ -10,9 +10,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from apimsync.config import SecretSource
 from apimsync.credentials import databricks_dbutils
 from apimsync.errors import ConfigError
+from apimsync.settings import SecretSource
 
 
 class Secret:

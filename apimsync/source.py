@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from apimsync.__about__ import __version__
-from apimsync.config import Selection, Workspace
 from apimsync.errors import SourceError, SpecError
 from apimsync.kinds import Kind, kind_of
 from apimsync.sessions import databricks_session
+from apimsync.settings import Selection, Workspace
 
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient

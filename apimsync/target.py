@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.mgmt.apimanagement import ApiManagementClient
 
-    from apimsync.config import ApimSettings
+    from apimsync.settings import ApimSettings
 
 
 class ApimTarget(Arm):

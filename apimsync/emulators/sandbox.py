@@ -21,8 +21,8 @@ from apimsync.emulators.latency import Latency, lro_only
 if TYPE_CHECKING:
     from databricks.sdk import WorkspaceClient
 
-    from apimsync.config import Settings
     from apimsync.engine import Engine
+    from apimsync.settings import Settings
 
 DEMO_TOKEN_ENV = "APIMSYNC_DEMO_TOKEN"  # the named value's source in the sandbox configuration
 DEMO_TOKEN = "dapi-demo-token-for-apim"

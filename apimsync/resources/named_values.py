@@ -14,11 +14,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from apimsync.arm import ArmResource
-from apimsync.config import NamedValueSource, Settings, credentials
+from apimsync.changes import Action, Failure, NamedValueChange
 from apimsync.errors import ApimsyncError, ConfigError
 from apimsync.model import DesiredApi
-from apimsync.plan import Action, Failure, NamedValueChange
 from apimsync.secrets import Secret, read_secret
+from apimsync.settings import NamedValueSource, Settings, gateway_auth
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def kept_by(desired: list[DesiredApi], settings: Settings) -> dict[str, tuple[Na
     with the configuration key that sets each."""
     kept: dict[str, tuple[NamedValueSource, str]] = {}
     for ws in sorted({d.workspace for d in desired}):
-        creds = credentials(settings, ws)
+        creds = gateway_auth(settings, ws)
         kept[str(creds.token.name)] = (creds.token, "named_value")
         if creds.oauth:
             kept[str(creds.oauth.client_id.name)] = (creds.oauth.client_id, "oauth.client_id")

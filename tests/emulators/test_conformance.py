@@ -65,7 +65,8 @@ OPERATIONS: dict[str, tuple[str, str, set[int]]] = {
     "ListApisByTags": ("GET", "/apisByTags", {200}),
 }
 
-# the client's calls (apimsync/arm.py, target.py, resources/) and the example each corresponds to: the suite must cover them all
+# the client's calls (apimsync/arm.py, target.py, resources/) and the example each corresponds to: the suite must
+# cover them all
 CLIENT_CALLS = {
     "api.begin_create_or_update": "CreateApiUsingOai3Import", "api.begin_delete": "DeleteApi",
     "api.get": "GetApiContract", "api.list_by_service": "ListApis", "api.list_by_tags": "ListApisByTags",

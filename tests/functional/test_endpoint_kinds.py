@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import requests
 
+from apimsync.changes import Action
 from apimsync.emulators._server import FaultRule
 from apimsync.emulators.sandbox import Sandbox
-from apimsync.plan import Action
 
 
 def call(box: Sandbox, path: str, body: Any) -> requests.Response:

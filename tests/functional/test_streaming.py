@@ -8,9 +8,9 @@ import threading
 import time
 from typing import Any
 
+from apimsync.changes import Action
 from apimsync.emulators._server import FaultRule
 from apimsync.emulators.sandbox import Sandbox
-from apimsync.plan import Action
 
 SLOW = "churn-classifier"  # its spec takes seconds to come back
 

@@ -11,8 +11,8 @@ import requests
 from azure.mgmt.apimanagement.models import TagCreateUpdateParameters
 
 from apimsync.arm import location_poller
+from apimsync.changes import POLICY, Action
 from apimsync.emulators.sandbox import DEMO_TOKEN, DEMO_TOKEN_ENV, Sandbox
-from apimsync.plan import POLICY, Action
 
 
 def owned_ids(box: Sandbox) -> set[str]:

@@ -19,9 +19,10 @@ import yaml
 from azure.mgmt.apimanagement.models import NamedValueCreateContract
 
 from apimsync.arm import location_poller
-from apimsync.config import Settings, settings_from_mapping
+from apimsync.changes import Action
+from apimsync.config import settings_from_mapping
 from apimsync.emulators.sandbox import Sandbox, demo_token, token_named_value
-from apimsync.plan import Action
+from apimsync.settings import Settings
 
 PER_WORKSPACE = 8  # the shipped fixtures publish 8 APIs in each workspace
 

@@ -8,10 +8,10 @@ import json
 import pytest
 
 from apimsync.arm import location_poller
+from apimsync.changes import Action
 from apimsync.emulators._server import FaultRule
 from apimsync.emulators.apim import Throttle
 from apimsync.emulators.sandbox import Sandbox
-from apimsync.plan import Action
 
 READY = 8  # APIs the shipped fixtures produce (not READY and schema-less ones are skipped)
 

@@ -1,4 +1,5 @@
-"""The endpoint kinds table (apimsync.kinds): one record per kind and task, and the README generated from it."""
+"""The endpoint kinds table (apimsync.kinds) and the settings (apimsync.settings): the README's tables generated from
+them."""
 
 from __future__ import annotations
 
@@ -57,3 +58,48 @@ def test_openai_routes_have_the_operation_id_the_gateway_rewrites() -> None:
                       "llm/v1/completions": ("/completions", "openai-completions"),
                       "llm/v1/embeddings": ("/embeddings", "openai-embeddings")}
     assert task_of(None) is None and task_of("custom/unknown") is None
+
+
+def test_every_setting_describes_itself_and_the_loader_holds_it_to_its_bounds(tmp_path: object) -> None:
+    import dataclasses
+    from typing import get_type_hints
+
+    from apimsync.binding import INTERNAL, dataclass_of
+    from apimsync.config import settings_from_mapping
+    from apimsync.errors import ConfigError
+    from apimsync.settings import Settings
+
+    def undocumented(cls: type, prefix: str) -> list[str]:
+        out = []
+        for f in dataclasses.fields(cls):
+            inner = dataclass_of(get_type_hints(cls)[f.name])
+            if f.name not in INTERNAL and not f.metadata.get("doc"):
+                out.append(prefix + f.name)
+            if inner is not None:
+                out += undocumented(inner, f"{prefix}{f.name}.")
+        return out
+
+    assert undocumented(Settings, "") == []
+    apim = {"subscription_id": "s", "resource_group": "r", "service": "x"}
+    for key, value, message in [("concurrency", 0, "concurrency: expected 1 to 64, got 0"),
+                                ("update_strategy", "yolo", "update_strategy: expected one of 'in-place', 'revision'"),
+                                ("prune", {"max_delete_fraction": 1.5}, "prune.max_delete_fraction: expected 0 to 1")]:
+        with pytest.raises(ConfigError, match=message):
+            settings_from_mapping({"apim": apim, key: value})
+
+
+def test_the_notebook_functions_are_never_shadowed_by_a_module() -> None:
+    """``import apimsync`` then ``apimsync.verify(...)``: a submodule named like a function of ``__all__`` replaces
+    the function once something imports it ('module' object is not callable)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import apimsync
+
+    modules = {m.name for m in pkgutil.iter_modules(apimsync.__path__)}
+    functions = [name for name in apimsync.__all__ if inspect.isfunction(getattr(apimsync, name))]
+    assert {"plan", "sync", "verify"} <= set(functions)
+    assert not modules & set(functions)
+    for name in apimsync.__all__:  # everything __all__ names exists
+        assert getattr(importlib.import_module("apimsync"), name) is not None

@@ -7,8 +7,8 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from apimsync.changes import Action, Failure, Skip
 from apimsync.model import ActualApi, ApiSettingsView, DesiredApi, Marker
-from apimsync.plan import Action, Failure, Skip
 from apimsync.planner import make_plan
 
 POLICY = "<policies><inbound><base /></inbound><backend><base /></backend><outbound><base /></outbound></policies>"
@@ -208,7 +208,7 @@ def test_properties(world, prune, force, fraction) -> None:  # type: ignore[no-u
 
 
 def test_a_name_cannot_forge_plan_lines_or_reach_the_terminal_raw() -> None:
-    from apimsync.plan import Failure, Plan
+    from apimsync.changes import Failure, Plan
 
     forged = "evil\n  + dbx-victim <- prod/victim (create): new endpoint\x1b[2J"
     text = str(Plan("svc", failures=(Failure("ws", forged, "fetch", "refused"),)))

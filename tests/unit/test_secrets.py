@@ -7,10 +7,10 @@ import pickle
 
 import pytest
 
-from apimsync.config import NamedValueSource
 from apimsync.errors import ConfigError
 from apimsync.resources.named_values import resolve as resolve_named_value
 from apimsync.secrets import Secret
+from apimsync.settings import NamedValueSource
 
 TOKEN = "dapi-0123456789abcdef-secret"
 

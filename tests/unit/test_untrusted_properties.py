@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apimsync.backend import backend_problem
+from apimsync.changes import Failure, Skip
 from apimsync.config import settings_from_mapping
 from apimsync.desired import build
 from apimsync.engine import Engine
 from apimsync.errors import SourceError, SpecError
 from apimsync.model import DesiredApi
-from apimsync.plan import Failure, Skip
 from apimsync.policy import named_value_refs
 from apimsync.source import ENDPOINT_NAME, Endpoint, Fetched
 from apimsync.spec import load_spec
