@@ -16,11 +16,11 @@ from urllib.parse import quote
 
 from apimsync.backend import backend_problem
 from apimsync.changes import Failure, Skip
+from apimsync.endpoints import Endpoint, Fetched
 from apimsync.errors import ApimsyncError, PolicyError
 from apimsync.model import MARKER_MAX, ApiSettingsView, DesiredApi, Marker, short_hash
 from apimsync.naming import render_name, sanitize_api_id, sanitize_path
 from apimsync.settings import Settings, gateway_auth
-from apimsync.source import Endpoint, Fetched
 
 if TYPE_CHECKING:
     from apimsync.transform import Pipeline

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from apimsync.apply import Applier
 from apimsync.changes import Action, Failure, Plan, Skip
 from apimsync.desired import api_id_for, build, names_for, source_fingerprint
+from apimsync.endpoints import Endpoint, Invalid, name_selected, select
 from apimsync.errors import ApimsyncError, ConfigError, PolicyError, UnsafePlanError
 from apimsync.model import ActualApi, DesiredApi, Marker, short_hash
 from apimsync.parallel import Progress, gather, split
@@ -25,7 +26,7 @@ from apimsync.planner import Planner
 from apimsync.report import Report
 from apimsync.resources.named_values import NamedValueDecisions
 from apimsync.settings import Settings
-from apimsync.source import DatabricksSource, Endpoint, Invalid, name_selected, select
+from apimsync.source import DatabricksSource
 from apimsync.target import ApimTarget
 
 if TYPE_CHECKING:

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import re
 
+from apimsync.endpoints import Endpoint
 from apimsync.errors import PolicyError
 from apimsync.kinds import task_of
 from apimsync.policy import policy_value
 from apimsync.settings import Settings
-from apimsync.source import Endpoint
 
 KEEP_KEYS_IN_APIM = ('<set-header name="Ocp-Apim-Subscription-Key" exists-action="delete" />'
                      '<set-query-parameter name="subscription-key" exists-action="delete" />')

@@ -219,7 +219,7 @@ def _publish_by_hand(client: Any, engine: Any, ep: Any) -> None:
 def _by_hand(n: int, threads: int | None) -> dict[str, Any]:
     from concurrent.futures import ThreadPoolExecutor
 
-    from apimsync.source import Endpoint
+    from apimsync.endpoints import Endpoint
 
     with Emulators(n, "realistic") as emu:
         engine = emu.engine()

@@ -17,7 +17,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from apimsync.emulators._server import EmulatorServer, Faults, Request, Response
-from apimsync.emulators.dataplane import DataPlane, Identities, dedicated_path, error
+from apimsync.emulators.dataplane import DataPlane, dedicated_path
+from apimsync.emulators.identities import Identities, error
 from apimsync.emulators.latency import Latency, wait
 from apimsync.emulators.synthetic import FAKE_WORKSPACE_HOST, synthetic_endpoints
 from apimsync.errors import ConfigError

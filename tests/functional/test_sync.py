@@ -404,10 +404,10 @@ def test_a_synthesized_spec_is_never_changed_by_a_build(tmp_path: Path) -> None:
     endpoint ``a`` must not reach ``b``."""
     from apimsync.config import settings_from_mapping
     from apimsync.desired import build
+    from apimsync.endpoints import Endpoint, Fetched
     from apimsync.kinds import TASKS
     from apimsync.model import DesiredApi
     from apimsync.policy import load_template
-    from apimsync.source import Endpoint, Fetched
     from apimsync.transform import load_pipeline
 
     settings = settings_from_mapping({"apim": {"subscription_id": "s", "resource_group": "r", "service": "a"},

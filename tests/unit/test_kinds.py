@@ -6,9 +6,9 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
+from apimsync.endpoints import Endpoint
 from apimsync.kinds import KINDS, TASKS, kind_of, task_of
 from apimsync.readme import README, TABLES, rendered
-from apimsync.source import Endpoint
 
 
 def test_the_readme_tables_are_generated_from_the_code() -> None:

@@ -20,11 +20,11 @@ from apimsync.backend import backend_problem
 from apimsync.changes import Failure, Skip
 from apimsync.config import settings_from_mapping
 from apimsync.desired import build
+from apimsync.endpoints import ENDPOINT_NAME, Endpoint, Fetched
 from apimsync.engine import Engine
 from apimsync.errors import SourceError, SpecError
 from apimsync.model import DesiredApi
 from apimsync.policy import named_value_refs
-from apimsync.source import ENDPOINT_NAME, Endpoint, Fetched
 from apimsync.spec import load_spec
 
 HOST = "https://adb-1234567890123456.7.azuredatabricks.net"
