@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 # The DNS zones of Databricks workspaces and their data planes, per cloud (databricks-sdk environments.py; route-
-# optimized endpoints answer on <id>.<shard>.serving.azuredatabricks.net, research/databricks.md §2)
+# optimized endpoints answer on <id>.<shard>.serving.azuredatabricks.net: Databricks docs, "Query route-optimized
+# serving endpoints")
 CLOUD_ZONES = (".azuredatabricks.net", ".databricks.azure.us", ".databricks.azure.cn", ".cloud.databricks.com",
                ".gcp.databricks.com")
 

@@ -187,7 +187,7 @@ def means_no_schema(exc: Exception) -> bool:
 def serves_no_schema(endpoint: Endpoint, exc: Exception) -> bool:
     """Whether an endpoint that serves no schema of its own answered ``/openapi`` with a client error: one that
     lists no served entity (Agent Bricks: ``"config": {}``) or a pay-per-token one. What Databricks answers for
-    them is not documented (research/databricks-real.md c4), so any 4xx but 401, 403 and 429 (not ours to paper
+    them is not documented (Databricks' REST reference names none), so any 4xx but 401, 403 and 429 (not ours to paper
     over) means "build the spec from the task"."""
     status = _status_of(exc)
     no_entities = not endpoint.served_entities or not endpoint.kind.own_schema

@@ -1,7 +1,8 @@
 """How the emulated APIM reads an imported OpenAPI document: what it rejects (with APIM's messages) and the
 operations it builds. Stands in for Azure, so it is deliberately independent of apimsync's own linter.
 
-Facts: research/apim.md §1 (parser = OpenAPI.NET with a 3.0-era JSON Schema reader; its error strings; name rules).
+Facts: Learn, "API import restrictions and known issues" (name rules); the parser is microsoft/OpenAPI.NET with a
+3.0-era JSON Schema reader (its error strings).
 Small helpers (``$ref`` resolution, cycle detection) are repeated from ``apimsync.transform.lint`` on purpose:
 the emulator must keep judging specs the way Azure does even when the product's linter changes.
 """
@@ -217,7 +218,8 @@ def _recursive_schemas(schemas: dict[str, Any]) -> list[str]:
 
 
 def operation_name(operation_id: str | None, method: str, path: str) -> str:
-    """APIM's operation resource name (research/apim.md §1.4), before de-duplication."""
+    """APIM's operation resource name (Learn, "API import restrictions and known issues": lower case,
+    non-alphanumerics to "-", 76 characters), before de-duplication."""
     source = operation_id if operation_id else f"{method}-{path}"
     name = re.sub(r"[^a-z0-9]+", "-", source.lower()).strip("-")
     return name[:76].strip("-") or method.lower()

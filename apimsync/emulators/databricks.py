@@ -43,7 +43,7 @@ class DatabricksEmulator:
     """The serving-endpoints API of one workspace, on 127.0.0.1.
 
     "No schema" answers 404 RESOURCE_DOES_NOT_EXIST and "not READY" 400 INVALID_STATE: the real codes are
-    undocumented (research/databricks.md §1.1); clients should treat any 4xx from /openapi as "no schema".
+    undocumented (Databricks' REST API reference names none); clients should treat any 4xx from /openapi as "no schema".
     """
 
     def __init__(self, fixtures: str | Path | None = DEFAULT_FIXTURES, *, endpoints: int | None = None,

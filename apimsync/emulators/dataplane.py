@@ -247,7 +247,8 @@ def answer(task: str | None, operation: dict[str, Any], body: dict[str, Any], en
     """A deterministic answer in the shape the endpoint documents. Chat and completions carry OpenAI's ``usage``
     (Foundation model REST API reference); agents do not: a ChatAgent answers ``messages``
     (mlflow.types.agent.ChatAgentResponse), a ResponsesAgent ``output`` items, a ChatModel a chat completion whose
-    ``usage`` is optional and left out here (research/databricks.md, "Agent answers")."""
+    ``usage`` is optional and left out here (mlflow.types.agent's ChatAgentResponse and mlflow.types.responses
+    carry none)."""
     if task == "agent/v2/chat":
         return {"messages": [{"role": "assistant", "content": f"Emulated answer from {entity}.", "id": "msg-1"}]}
     if task in _CHAT_TASKS or task == "llm/v1/completions":

@@ -1,7 +1,7 @@
-"""Databricks-shaped serving endpoints and OpenAPI 3.1 specs, built the way the real service shapes them
-(research/databricks.md §2): one ``/served-models/<entity>/invocations`` POST per served entity, input variants
-under a root ``oneOf``, ``prefixItems`` in ``dataframe_split``, string defaults for numeric params, schema-level
-``examples``, ``format: unknown``, and ``nullable`` inside 3.1 documents.
+"""Databricks-shaped serving endpoints and OpenAPI 3.1 specs, built the way the real service shapes them (Databricks
+REST API reference, ``GET /api/2.0/serving-endpoints/{name}/openapi``): one ``/served-models/<entity>/invocations`` POST
+per served entity, input variants under a root ``oneOf``, ``prefixItems`` in ``dataframe_split``, string defaults for
+numeric params, schema-level ``examples``, ``format: unknown``, and ``nullable`` inside 3.1 documents.
 
 Used for the shipped fixtures, benchmarks and load tests.
 """

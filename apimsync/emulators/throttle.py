@@ -1,4 +1,5 @@
-"""ARM's per-subscription token buckets (research/apim.md; Azure throttling docs), with emulated time."""
+"""ARM's per-subscription token buckets (Learn, "Understand how Azure Resource Manager throttles requests"), with
+emulated time."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The APIM compatibility linter: every import rule in research/apim.md §1, each finding with a JSON pointer,
-a severity and a fix hint. Errors mean APIM would reject the spec (or mangle it); warnings mean it would import
-with something ignored."""
+"""The APIM compatibility linter: every import rule of Learn's "API import restrictions and known issues", each finding
+with a JSON pointer, a severity and a fix hint. Errors mean APIM would reject the spec (or mangle it); warnings mean it
+would import with something ignored."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from apimsync.transform.refs import on_cycles
 from apimsync.transform.rules import COMPONENT_KEY, MAX_INLINE_BYTES, UNREADABLE_2020, fits
 from apimsync.transform.walk import METHODS, Pointer, operations, pointer, walk_schemas
 
@@ -227,71 +228,8 @@ def _resolve(doc: Any, ref: str) -> Any:
 
 
 def _recursive(schemas: Mapping[str, Any]) -> list[str]:
-    names = set(schemas)
-
-    def refs(node: Any) -> set[str]:
-        found: set[str] = set()
-        stack = [node]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, dict):
-                ref = item.get("$ref")
-                if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
-                    found.add(ref.rsplit("/", 1)[1])
-                stack.extend(item.values())
-            elif isinstance(item, list):
-                stack.extend(item)
-        return found & names
-
-    graph = {name: refs(body) for name, body in schemas.items()}
-    cyclic = _cyclic(graph)
-    return [name for name in graph if name in cyclic]
-
-
-def _cyclic(graph: Mapping[str, set[str]]) -> set[str]:
-    """Nodes on a cycle: members of a strongly connected component of two or more, or with a self-loop.
-
-    Tarjan's algorithm, iterative: linear in nodes + edges, so a 10,000-link $ref chain costs no more than its
-    length (a search from every node would cost its square)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    found: set[str] = set()
-    for root in graph:
-        if root in index:
-            continue
-        work = [(root, iter(sorted(graph[root])))]
-        index[root] = low[root] = len(index)
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node, edges = work[-1]
-            child = next(edges, None)
-            if child is not None:
-                if child not in index:
-                    index[child] = low[child] = len(index)
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(sorted(graph[child]))))
-                elif child in on_stack:
-                    low[node] = min(low[node], index[child])
-                continue
-            work.pop()
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-            if low[node] == index[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                if len(component) > 1 or node in graph[node]:
-                    found.update(component)
-    return found
+    cyclic = on_cycles(schemas)
+    return [name for name in schemas if name in cyclic]
 
 
 def lint(spec: Mapping[str, Any]) -> list[Finding]:

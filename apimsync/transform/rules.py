@@ -2,7 +2,7 @@
 can. (The APIM emulator keeps its own copy on purpose: it stands in for Azure; tests/transform/test_rules_agree.py
 holds the two to the same verdict on a corpus of specs, each breaking one rule.)
 
-Sources: research/apim.md §1 (Learn "API import restrictions and known issues", OpenAPI 3.1 import-only notes).
+Sources: Learn, "API import restrictions and known issues" (and its OpenAPI 3.1 import-only notes).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from apimsync.transform.refs import closing_refs
 from apimsync.transform.rules import DROPPED_2020, TYPE_KEYWORDS
 from apimsync.transform.steps import Step, builtin
 from apimsync.transform.walk import operations, pointer, visit_schemas, walk_schemas
@@ -273,8 +274,6 @@ class FixExampleTypes(Step):
                         del holder["example"]
 
 
-_VALUES = ("example", "default", "enum", "examples", "const")  # keywords whose values are data, not schemas
-_NAME_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 
 
 @builtin("break-recursion")
@@ -291,42 +290,6 @@ class BreakRecursion(Step):
         schemas = (doc.get("components") or {}).get("schemas") if isinstance(doc.get("components"), dict) else None
         if not isinstance(schemas, dict):
             return
-        prefix = "#/components/schemas/"
-
-        def refs_in(name: str) -> list[tuple[dict[str, Any], str]]:
-            """(node, target) for every $ref to a component schema inside one schema (values, like examples, are
-            not schemas; a property may still be *named* "example")."""
-            found: list[tuple[dict[str, Any], str]] = []
-            stack: list[tuple[Any, bool]] = [(schemas.get(name), False)]  # (node, is a map of names to schemas)
-            while stack:
-                node, named = stack.pop()
-                if isinstance(node, list):
-                    stack.extend((v, False) for v in node)
-                elif isinstance(node, dict):
-                    ref = node.get("$ref")
-                    if not named and isinstance(ref, str) and ref.startswith(prefix) and ref[len(prefix):] in schemas:
-                        found.append((node, ref[len(prefix):]))
-                    stack.extend((v, not named and k in _NAME_MAPS) for k, v in node.items()
-                                 if named or k not in _VALUES)
-            return found
-
-        state: dict[str, int] = {}  # 1: on the path being walked, 2: done
-        for root in list(schemas):
-            if root in state:
-                continue
-            state[root] = 1
-            path = [(root, iter(refs_in(root)))]  # a depth-first walk without recursion: chains may be long
-            while path:
-                name, pending = path[-1]
-                edge = next(pending, None)
-                if edge is None:
-                    state[name] = 2
-                    path.pop()
-                    continue
-                node, target = edge
-                if state.get(target) == 1:  # this $ref closes a cycle: cut it
-                    node.clear()
-                    node.update({"type": "object", "description": f"recursive {target}: not described further"})
-                elif target not in state:
-                    state[target] = 1
-                    path.append((target, iter(refs_in(target))))
+        for node, target in closing_refs(schemas):
+            node.clear()
+            node.update({"type": "object", "description": f"recursive {target}: not described further"})

@@ -15,7 +15,8 @@ from apimsync.model import Marker
 from apimsync.naming import render_name
 from apimsync.spec import load_spec
 from apimsync.transform import load_pipeline
-from apimsync.transform.lint import _cyclic, lint
+from apimsync.transform.lint import lint
+from apimsync.transform.refs import cyclic as _cyclic
 
 BASE = "apim: {subscription_id: s, resource_group: r, service: svc}\n"
 

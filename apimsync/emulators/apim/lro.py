@@ -105,7 +105,7 @@ class LongRunning(Service):
 
     def _operation_result(self, op_id: str) -> Response:
         """APIM's OperationResultContract: the status sits under properties, not at the top (the SDK 5.0.0
-        default poller cannot read it: research/apim.md §3)."""
+        default poller cannot read it: Azure/azure-sdk-for-python#40909)."""
         op = self._operations.get(op_id)
         if op is None:
             raise not_found("Operation result")

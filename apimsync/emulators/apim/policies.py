@@ -25,7 +25,8 @@ from apimsync.emulators.gateway import NAMED_VALUE_REF
 
 
 def reserialize(xml: str) -> str:
-    """APIM stores policies re-indented with tabs and CRLF line ends (research/apim.md §2.3)."""
+    """APIM stores policies re-indented with tabs and CRLF line ends (the official example
+    ApiManagementGetApiPolicy.json; azure-cli's recording test_apim_api_policy.yaml)."""
     lines = [line.rstrip() for line in xml.replace("\r\n", "\n").strip().split("\n")]
     out = []
     for line in lines:

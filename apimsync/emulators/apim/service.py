@@ -1,10 +1,10 @@
 """An Azure Resource Manager emulator for API Management (api-version 2024-05-01), over HTTPS.
 
-It follows the published REST contract (shared/contracts, research/apim.md §2): resource envelopes, ETags and
-If-Match, long-running operations (Location + Azure-AsyncOperation, provisioningState InProgress), APIM's import
-rules (``apim_import``), policies, named values, tags, products, revisions and releases, ARM throttling, fault
-injection, and ``/_emulator/*`` routes for tests and benchmarks. One module per resource family; this one routes
-(a declarative table) and holds the service, its subscriptions, paging and throttling.
+It follows the published REST contract (azure-rest-api-specs, Microsoft.ApiManagement 2024-05-01, whose examples are in
+tests/data): resource envelopes, ETags and If-Match, long-running operations (Location + Azure-AsyncOperation,
+provisioningState InProgress), APIM's import rules (``apim_import``), policies, named values, tags, products, revisions
+and releases, ARM throttling, fault injection, and ``/_emulator/*`` routes for tests and benchmarks. One module per
+resource family; this one routes (a declarative table) and holds the service, its subscriptions, paging and throttling.
 """
 
 from __future__ import annotations
