@@ -50,10 +50,11 @@ def transform(spec: str, out: str | None, pipeline: str | None, server_url: str 
     Exit 1, with the linter's findings on stderr, when the result would still be refused by APIM (the spec is
     written all the same, to look at); 2 for an unreadable spec or pipeline.
     """
+    from apimsync.spec import pretty_spec
     from apimsync.transform import lint
 
     document = _transformed(_read_spec(spec), pipeline, server_url)
-    result = json.dumps(document, indent=2) + "\n"
+    result = pretty_spec(document)
     if out:
         with open(out, "w", encoding="utf-8") as fh:
             fh.write(result)
