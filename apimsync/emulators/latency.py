@@ -6,8 +6,9 @@ the rest are assumptions, marked so, chosen to be on the quick side (a slower se
 concurrency over a one-at-a-time loop):
 
 - API import, a long-running operation (202 + Location, ApiManagementCreateApiUsingOai3Import.json): 10 s for
-  a small spec ("Creation complete after 10s", hashicorp/terraform-provider-azurerm#7195); large specs take
-  minutes (Azure/apiops-cli#251), which this model does not cover.
+  a small spec ("Creation complete after 10s", hashicorp/terraform-provider-azurerm#7195), plus 0.78 s per KB of
+  spec: large specs take minutes (340-670 KB specs took over 7.5 minutes on the Developer tier,
+  Azure/apiops-cli#251); the straight line through those two reports is an assumption (600 KB: 8 minutes).
 - Named value create, long-running (ApiManagementCreateNamedValue.json): 5 s, an assumption (no public figure).
 - API policy PUT, synchronous (200/201 in ApiManagementCreateApiPolicy.json): 1 s, an assumption (the nearest
   public figure: an operation policy delete took 1 s, terraform-provider-azurerm#27963).
@@ -35,6 +36,7 @@ class Latency:
     arm_delete: float = 0.0
     policy_write: float = 0.0
     api_import: float = 0.2
+    api_import_per_kb: float = 0.0  # added per KB of an imported spec
     named_value: float = 0.2
     databricks_list: float = 0.0
     databricks_get: float = 0.0
@@ -48,13 +50,17 @@ class Latency:
             return self.arm_delete
         return self.policy_write if "/policies/" in path else self.arm_write
 
-    def lro(self, resource: str) -> float:
-        """How long a long-running operation on ``resource`` (``apis/...``, ``namedValues/...``) runs."""
-        return self.named_value if resource.startswith("namedValues/") else self.api_import
+    def lro(self, resource: str, spec_bytes: int = 0) -> float:
+        """How long a long-running operation on ``resource`` (``apis/...``, ``namedValues/...``) runs; an import
+        takes longer the larger its spec."""
+        if resource.startswith("namedValues/"):
+            return self.named_value
+        return self.api_import + self.api_import_per_kb * spec_bytes / 1024
 
 
 REALISTIC = Latency(arm_read=0.15, arm_write=0.5, arm_delete=0.5, policy_write=1.0, api_import=10.0,
-                    named_value=5.0, databricks_list=0.3, databricks_get=0.15, databricks_openapi=0.3)
+                    api_import_per_kb=0.78, named_value=5.0, databricks_list=0.3, databricks_get=0.15,
+                    databricks_openapi=0.3)
 FAST = Latency(arm_read=0.1, arm_write=0.1, arm_delete=0.1, policy_write=0.1, api_import=1.0, named_value=1.0)
 MODELS = {"none": Latency(), "fast": FAST, "realistic": REALISTIC}
 

@@ -217,7 +217,8 @@ class Apis(Service):
                        entry["current"] if entry else "1"), "provisioningState": "InProgress"}}
         code = 201 if created else 200
         return self._start_lro(f"apis/{quote(str(pending['name']), safe='')}", code, finish, lro_fail,
-                               base, body=pending, status=201 if created else 200, etag=etag)
+                               base, body=pending, status=201 if created else 200, etag=etag,
+                               spec_bytes=len(str(value or "").encode("utf-8")))
 
     def _release(self, request: Request, api_id: str, release_id: str) -> Response:
         base = self._base(api_id)

@@ -94,7 +94,7 @@ class Service:
         raise NotImplementedError
 
     def _start_lro(self, resource: str, async_code: int, finish: Any, lro_fail: bool, busy_key: str | None, *,
-                   body: dict[str, Any] | None, status: int, etag: str | None = None) -> Response:
+                   body: dict[str, Any] | None, status: int, etag: str | None = None, spec_bytes: int = 0) -> Response:
         raise NotImplementedError
 
     def _poll(self, op_id: str) -> Response:

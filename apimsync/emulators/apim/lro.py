@@ -35,12 +35,12 @@ class Operation:
 
 class LongRunning(Service):
     def _start_lro(self, resource: str, async_code: int, finish: Any, lro_fail: bool, busy_key: str | None, *,
-                   body: dict[str, Any] | None, status: int, etag: str | None = None) -> Response:
+                   body: dict[str, Any] | None, status: int, etag: str | None = None, spec_bytes: int = 0) -> Response:
         op_id = uuid.uuid4().hex[:24]
         fail = lro_fail or self.faults.roll_lro_failure()
         location = (f"{self.url}{self.base_path}/{resource}?api-version={API_VERSION}&asyncId={op_id}"
                     f"&asyncCode={async_code}")
-        seconds = self.latency.lro(resource)
+        seconds = self.latency.lro(resource, spec_bytes)
         due = time.monotonic() + seconds / self.time_scale
         self._operations[op_id] = Operation(op_id, location, async_code, due, finish, fail, busy_key=busy_key)
         headers = {"Location": location,
