@@ -225,34 +225,26 @@ def _delete(apim: ApimTarget, change: Change) -> None:
 
 
 def _upsert(apim: ApimTarget, change: Change, update_strategy: str, done: list[str]) -> None:
+    """A create: the API, then its policy (the import undone if the policy fails). An update: the policy before
+    the API, so the API's marker, which records the policy's hash, is written only once the policy is in place."""
     desired = change.desired
     assert desired is not None
     if change.action is Action.CREATE:
         apim.apis.put(desired, with_spec=True)
         done.append("api")
-    elif API in change.writes or API_SETTINGS in change.writes:
-        etag = _recheck(apim, change)
+        _put_policy(apim, change, done)
+    else:
+        api_write = API in change.writes or API_SETTINGS in change.writes
+        etag = _recheck(apim, change) if api_write else None
         with_spec = API in change.writes
-        if with_spec and update_strategy == "revision" and change.actual is not None:
+        by_revision = with_spec and update_strategy == "revision" and change.actual is not None
+        if POLICY in change.writes and not by_revision:  # a new revision gets the policy before its release
+            _put_policy(apim, change, done)
+        if by_revision:
             _release_revision(apim, change, done)
-        else:
+        elif api_write:
             apim.apis.put(desired, with_spec=with_spec, if_match=etag)
             done.append("api" if with_spec else "api-settings")
-    if POLICY in change.writes and "policy" not in done:
-        try:
-            apim.policies.put(desired.api_id, desired.policy_xml)
-        except ApimsyncError as exc:
-            if change.action is Action.CREATE:  # a new API is never left live without its policy: undo the import
-                try:
-                    apim.apis.delete(desired.api_id, "*")
-                    done.remove("api")
-                except ApimsyncError as undo:
-                    raise ApimsyncError(f"{exc}; removing the API again failed too ({undo}): it is live without "
-                                        "its policy") from exc
-                raise ApimsyncError(f"{exc}; the new API was removed again (never live without its policy)") \
-                    from exc
-            raise
-        done.append("policy")
     for write in change.writes:
         if write.resource is Resource.PRODUCT:
             apim.links.link_product(write.target, desired.api_id)
@@ -260,6 +252,26 @@ def _upsert(apim: ApimTarget, change: Change, update_strategy: str, done: list[s
         elif write.resource is Resource.TAG:
             apim.links.assign_tag(write.target, desired.api_id)
             done.append(str(write))
+
+
+def _put_policy(apim: ApimTarget, change: Change, done: list[str]) -> None:
+    desired = change.desired
+    assert desired is not None
+    if POLICY not in change.writes:
+        return
+    try:
+        apim.policies.put(desired.api_id, desired.policy_xml)
+    except ApimsyncError as exc:
+        if change.action is Action.CREATE:  # a new API is never left live without its policy: undo the import
+            try:
+                apim.apis.delete(desired.api_id, "*")
+                done.remove("api")
+            except ApimsyncError as undo:
+                raise ApimsyncError(f"{exc}; removing the API again failed too ({undo}): it is live without "
+                                    "its policy") from exc
+            raise ApimsyncError(f"{exc}; the new API was removed again (never live without its policy)") from exc
+        raise
+    done.append("policy")
 
 
 REVISIONS_KEPT = 1  # non-current revisions kept after a release: the one before it, for a rollback in the portal

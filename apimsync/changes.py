@@ -128,7 +128,7 @@ class NamedValueChange:
                 "source": self.source, "key_vault_id": self.key_vault_id}
 
 
-CHECKSUM_EXCLUDES = ("format_version", "created_at", "checksum")
+CHECKSUM_EXCLUDES = ("format_version", "created_at", "checksum", "drift_check")
 
 
 def checksum_of(plan: dict[str, Any]) -> str:
@@ -148,6 +148,7 @@ class Plan:
     skipped: tuple[Skip, ...] = ()
     failures: tuple[Failure, ...] = ()
     withheld: tuple[str, ...] = ()  # safety guards that kept deletes out of the plan
+    drift_check: str = ""  # whether this plan read every policy, or trusted the markers (not in the checksum)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def count(self, action: Action) -> int:
@@ -177,7 +178,7 @@ class Plan:
             "named_values": [n.to_dict() for n in self.named_values],
             "skipped": [s.to_dict() for s in self.skipped],
             "failures": [f.to_dict() for f in self.failures],
-            "withheld": list(self.withheld),
+            "withheld": list(self.withheld), "drift_check": self.drift_check,
         }
 
     @property
@@ -207,6 +208,8 @@ class Plan:
             lines.extend(f"      {finding}" for finding in f.findings[:10])
         for w in self.withheld:
             lines.append(f"  ! {w}")
+        if self.drift_check:
+            lines += ["", f"Drift check: {self.drift_check}."]
         lines += ["", self.summary]
         return "\n".join(printable(line) for line in lines)
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from apimsync.changes import Action, Failure, Plan, Skip
 from apimsync.desired import api_id_for, build, names_for, source_fingerprint
 from apimsync.endpoints import Endpoint, Invalid, name_selected, select
 from apimsync.errors import ApimsyncError, ConfigError, PolicyError, UnsafePlanError
+from apimsync.lock import Holder
 from apimsync.model import ActualApi, DesiredApi, Marker, short_hash
 from apimsync.parallel import Progress, gather, split
 from apimsync.planner import Planner
@@ -96,11 +98,21 @@ class Engine:
 
         A spec is fetched only when what determines it changed (the endpoint's served models, the configuration,
         the pipeline: the source fingerprint in each API's marker), or with ``refresh``, which a periodic run
-        should set now and then for changes Databricks makes behind them."""
-        return self._plan(prune=prune, force=force, only=only, refresh=refresh)
+        should set now and then for changes Databricks makes behind them. Policies are read on a drift check
+        (``refresh``, or ``drift_check_hours`` since the last one); between checks the markers stand for them."""
+        return self._plan(prune=prune, force=force, only=only, refresh=refresh,
+                          drift_check=self._drift_check_due(refresh, self.apim.lock.state(self.lock_name)))
+
+    def _drift_check_due(self, refresh: bool, lock: Holder) -> bool:
+        """Whether this run reads every policy: with ``--refresh``, when ``drift_check_hours`` passed since the
+        last run that did (the time is kept in the lock), or when that time is unknown."""
+        hours = self.settings.drift_check_hours
+        if refresh or hours <= 0 or lock.checked is None:
+            return True
+        return datetime.now(timezone.utc) - lock.checked >= timedelta(hours=hours)
 
     def _plan(self, *, prune: bool | None = None, force: bool = False, only: str | None = None,
-              refresh: bool = False, applier: Applier | None = None) -> Plan:
+              refresh: bool = False, drift_check: bool = True, applier: Applier | None = None) -> Plan:
         """The plan; with ``applier``, each create or update whose decision needs no other endpoint is handed to
         it as soon as the planner decides it (:class:`Planner`), while other specs are still being fetched."""
         s = self.settings
@@ -154,10 +166,10 @@ class Engine:
                           early=applier is not None)
         by_ws = {src.workspace.name: src for src in self.sources}
         with ThreadPoolExecutor(max_workers=1) as side:  # one coordinating thread: see apimsync/parallel.py
-            reading = side.submit(self._actual, listed_workspaces, apis)
+            reading = side.submit(self._actual, listed_workspaces, apis, drift_check)
 
             def one(ep: Endpoint) -> DesiredApi | Skip | Failure:
-                fetched = by_ws[ep.workspace].fetch(ep, unchanged)
+                fetched = by_ws[ep.workspace].fetch(ep, unchanged, details=version)
                 built = build(fetched, s, self.pipeline, self.template, source=source_of(fetched.endpoint), tier=tier,
                               reuse=unchanged(fetched.endpoint) if fetched.reused else None)
                 if isinstance(built, DesiredApi):
@@ -177,11 +189,14 @@ class Engine:
                 elif isinstance(built, Failure):
                     failures.append(built)
             actual = reading.result()
-        return planner.complete(
+        plan = planner.complete(
             actual, workspaces=listed_workspaces, skipped=skipped, failures=failures,
             named_values=named.used(planner.offered()), prune=bool(s.prune.enabled if prune is None else prune)
             and only is None, max_delete_fraction=s.prune.max_delete_fraction, protect=s.prune.protect, force=force,
             empty_workspaces=empty_workspaces, endpoint=only)
+        return replace(plan, drift_check="every policy read and compared with the template" if drift_check else
+                       f"policies not read: their markers stand for them until the next drift check (every "
+                       f"{s.drift_check_hours:g} h; --refresh checks now)")
 
     @cached_property
     def _config_fingerprint(self) -> tuple[str, bool]:
@@ -194,22 +209,25 @@ class Engine:
         text = json.dumps([steps, repr(s.naming), routes], default=str)
         return short_hash(text), "{config_version}" in text
 
-    def _actual(self, workspaces: list[str], apis: list[ActualApi]) -> list[ActualApi]:
-        """Every API in the service (``apis``, listed); owned ones (from these workspaces) with policy and links."""
+    def _actual(self, workspaces: list[str], apis: list[ActualApi], drift_check: bool) -> list[ActualApi]:
+        """Every API in the service (``apis``, listed); owned ones (from these workspaces) with their links, and
+        their policies where the marker cannot stand for them: on a drift check, or a marker without ``pol=``."""
         env = self.settings.environment or ""
-        owned = [a for a in apis if a.marker is not None and a.marker.workspace in workspaces
-                 and a.marker.environment in (env, "")]  # one without an environment may be adopted
+        owned = {a.api_id for a in apis if a.marker is not None and a.marker.workspace in workspaces
+                 and a.marker.environment in (env, "")}  # one without an environment may be adopted
         product_links = {p: self.apim.links.product_apis(p) for p in self.settings.apis.products}
         tag_links = self.apim.links.tag_links() if self.settings.apis.tags or self.settings.apis.endpoint_tags else {}
+        to_read = [a for a in apis if a.api_id in owned and (drift_check or not (a.marker and a.marker.policy))]
         policies = {}
-        for a, policy in gather(owned, lambda a: self.apim.policies.get(a.api_id), split(self.settings.concurrency)[1]):
+        workers = split(self.settings.concurrency)[1]
+        for a, policy in gather(to_read, lambda a: self.apim.policies.get(a.api_id), workers):
             if isinstance(policy, Exception):
                 raise policy
             policies[a.api_id] = policy
         out = []
         for a in apis:
-            if a.api_id in policies:
-                a = replace(a, policy_xml=policies[a.api_id],
+            if a.api_id in owned:
+                a = replace(a, policy_xml=policies.get(a.api_id), policy_unread=a.api_id not in policies,
                             products=frozenset(p for p, ids in product_links.items() if a.api_id in ids),
                             tags=frozenset(t for t, ids in tag_links.items() if a.api_id in ids))
             out.append(a)
@@ -247,17 +265,24 @@ class Engine:
 
     # -- apply -----------------------------------------------------------------------------------
 
-    def apply(self, plan: Plan, *, force_lock: bool = False, applier: Applier | None = None) -> Report:
+    def apply(self, plan: Plan, *, force_lock: bool = False, applier: Applier | None = None,
+              checked: datetime | None = None) -> Report:
         """Apply a plan (what of it ``applier`` has not already started) under the service-wide lock, taken
-        before the first write, so a run with nothing to write takes no lock."""
+        before the first write, so a run with nothing to write takes no lock. ``checked``: the plan read every
+        policy then; the lock keeps the time (in its release, or in a write of its own when no lock was taken)."""
         started = time.monotonic()
         report = Report(plan)
         applier = applier or self._applier(force_lock)
+        clean = False  # the drift check counts when everything it found to repair was repaired
         try:
             report.named_values, report.outcomes = applier.finish(plan)
+            clean = applier.error is None and not plan.failures and all(
+                o.ok for o in [*report.named_values, *report.outcomes])
         finally:
             if applier.ticket is not None:
-                self.apim.lock.release(self.lock_name, applier.ticket)
+                self.apim.lock.release(self.lock_name, applier.ticket, checked if clean else None)
+            elif checked is not None and clean:
+                self.apim.lock.record_check(self.lock_name, checked)
         if applier.error is not None:
             raise applier.error
         report.seconds = time.monotonic() - started
@@ -287,12 +312,16 @@ class Engine:
         """Plan and apply. ``reviewed``: the checksum of a plan someone reviewed (``plan --out``); the sync plans
         again and applies only when it gets that same plan, else raises UnsafePlanError and writes nothing."""
         started = time.monotonic()
-        # the lock's generation before anything is read: the lock is taken only if no other run took it since
-        generation = None if dry_run else self.apim.lock.generation(self.lock_name)
+        # the lock before anything is read: it is taken only if no other run took it since (its generation), and it
+        # says when every policy was last read
+        lock = self.apim.lock.state(self.lock_name)
+        generation = None if dry_run else lock.generation
+        drift_check = self._drift_check_due(refresh, lock)
         # creates and updates start while the plan is made, unless someone must see the whole plan first
         applier = None if dry_run or reviewed is not None else self._applier(force_lock, generation)
         try:
-            plan = self._plan(prune=prune, force=force, only=only, refresh=refresh, applier=applier)
+            plan = self._plan(prune=prune, force=force, only=only, refresh=refresh, drift_check=drift_check,
+                              applier=applier)
         except BaseException:
             if applier is not None:  # nothing more starts; what was started finishes, and the lock is released
                 applier.close()
@@ -308,7 +337,9 @@ class Engine:
         if dry_run:
             report = Report(plan, dry_run=True, calls=self.apim.calls)
         else:
+            # a drift check compared every policy (and repaired what was not apimsync's): the lock keeps its time
+            checked = datetime.now(timezone.utc) if drift_check and only is None else None
             report = self.apply(plan, force_lock=force_lock,
-                                applier=applier or self._applier(force_lock, generation))
+                                applier=applier or self._applier(force_lock, generation), checked=checked)
         report.seconds = time.monotonic() - started
         return report

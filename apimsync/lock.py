@@ -54,11 +54,28 @@ class SyncLock:
         self._renewals: dict[str, tuple[threading.Event, threading.Thread]] = {}
         self._lost: set[str] = set()
 
-    def generation(self, name: str) -> int:
-        """How many times lock ``name`` has been taken: read before a run plans, and given to :meth:`acquire`, so
-        a run whose plan another run's writes may have outdated never applies it."""
+    def state(self, name: str) -> Holder:
+        """Lock ``name`` as it is now (free when it does not exist): read before a run plans. Its ``generation``
+        (how many times it was taken) is given to :meth:`acquire`, so a run whose plan another run's writes may
+        have outdated never applies it; its ``checked`` says when a run last read every policy."""
         current = self.store.read_plain(name)
-        return Holder.parse(current[0]).generation if current is not None else 0
+        return Holder.parse(current[0]) if current is not None else Holder(None, None)
+
+    def generation(self, name: str) -> int:
+        return self.state(name).generation
+
+    def record_check(self, name: str, when: datetime) -> None:
+        """Note in lock ``name`` that a run read every policy at ``when`` (compare-and-swap, whoever holds it;
+        a failure is only logged: the next run checks again)."""
+        try:
+            for _ in range(3):
+                current = self.store.read_plain(name)
+                held = Holder.parse(current[0]) if current is not None else Holder(None, None)
+                if self.store.write_plain(name, held.but(checked=when).text(),
+                                          if_match=current[1] if current is not None else None):
+                    return
+        except TargetError as exc:
+            log.warning("recording the drift check: %s", exc)
 
     def acquire(self, name: str, ttl_seconds: int, *, force: bool = False, generation: int | None = None) -> str:
         """Take lock ``name`` for ``ttl_seconds``; returns the ticket (our owner id) to keep and release.
@@ -81,7 +98,8 @@ class SyncLock:
             if generation is not None and holder.generation != generation:
                 raise LockError(f"another apimsync run wrote to {self.service} while this run was planning (the "
                                 "lock changed hands since); nothing was written: run again")
-            mine = Holder(owner, _now() + timedelta(seconds=ttl_seconds), ttl_seconds, holder.generation + 1)
+            mine = holder.but(owner=owner, expires=_now() + timedelta(seconds=ttl_seconds), ttl=ttl_seconds,
+                              generation=holder.generation + 1)
             if not self.store.write_plain(name, mine.text(), if_match=etag):
                 time.sleep(self.pause * random.uniform(0.1, 1.0))  # another run wrote first: read again
                 continue
@@ -106,7 +124,7 @@ class SyncLock:
                                   "further write starts", self.service)
                         return
                     held = Holder.parse(current[0])
-                    mine = Holder(ticket, _now() + timedelta(seconds=ttl_seconds), ttl_seconds, held.generation)
+                    mine = held.but(owner=ticket, expires=_now() + timedelta(seconds=ttl_seconds), ttl=ttl_seconds)
                     if not self.store.write_plain(name, mine.text(), if_match=current[1]):
                         log.warning("renewing the sync lock: it changed meanwhile; checking again")
                 except TargetError as exc:
@@ -120,9 +138,9 @@ class SyncLock:
         """Whether a renewal found the lock held by someone else (it was broken or replaced)."""
         return ticket in self._lost
 
-    def release(self, name: str, ticket: str) -> None:
-        """Stop renewing (a renewal in flight finishes first) and free the lock if we still hold it; a failure is
-        only logged (the hold expires by itself)."""
+    def release(self, name: str, ticket: str, checked: datetime | None = None) -> None:
+        """Stop renewing (a renewal in flight finishes first) and free the lock if we still hold it, noting a drift
+        check made at ``checked``; a failure is only logged (the hold expires by itself)."""
         stop, thread = self._renewals.pop(ticket, (None, None))
         if stop is not None and thread is not None:
             stop.set()
@@ -133,8 +151,8 @@ class SyncLock:
                 held = Holder.parse(current[0]) if current is not None else None
                 if current is None or held is None or held.owner != ticket:
                     return  # not ours (any more): leave it as it is
-                if self.store.write_plain(name, Holder(None, None, 0, held.generation).text(),
-                                               if_match=current[1]):
+                free = held.but(owner=None, expires=None, ttl=0, checked=checked or held.checked)
+                if self.store.write_plain(name, free.text(), if_match=current[1]):
                     return
         except TargetError as exc:  # it expires by itself; never fail a finished sync over it
             log.warning("releasing the sync lock: %s", exc)
@@ -146,12 +164,13 @@ class Holder:
     block ``--force-lock``."""
 
     def __init__(self, owner: str | None, expires: datetime | None, ttl: float = 0.0, generation: int = 0,
-                 shown: str = "") -> None:
+                 shown: str = "", checked: datetime | None = None) -> None:
         self.owner = owner
         self.expires = expires
         self.ttl = ttl
         self.generation = generation
         self.shown_expiry = shown or (expires.isoformat() if expires else "")
+        self.checked = checked  # when a run last read every policy (the drift check)
 
     @classmethod
     def parse(cls, text: str | None) -> Holder:
@@ -162,14 +181,20 @@ class Holder:
             generation = number if isinstance(number, int) and not isinstance(number, bool) \
                 and 0 <= number < 2**53 else 0
             seconds = float(ttl) if isinstance(ttl, (int, float)) and not isinstance(ttl, bool) else 0.0
+            checked = _time(data.get("checked"))
             if not owner:
-                return cls(None, None, 0.0, generation)
-            when: datetime | None = datetime.fromisoformat(str(expires))
-            if when is not None and when.tzinfo is None:
-                when = None
-            return cls(str(owner)[:64], when, min(max(seconds, 0.0), MAX_TTL), generation, str(expires)[:40])
+                return cls(None, None, 0.0, generation, checked=checked)
+            return cls(str(owner)[:64], _time(expires), min(max(seconds, 0.0), MAX_TTL), generation, str(expires)[:40],
+                       checked)
         except (ValueError, TypeError, AttributeError, OverflowError, RecursionError):
             return cls(None, None)
+
+    def but(self, **changes: Any) -> Holder:
+        """This holder with some fields changed (the drift check's time is kept unless given)."""
+        fields = {"owner": self.owner, "expires": self.expires, "ttl": self.ttl, "generation": self.generation,
+                  "checked": self.checked, **changes}
+        return Holder(fields["owner"], fields["expires"], fields["ttl"], fields["generation"],
+                      checked=fields["checked"])
 
     def live(self) -> bool:
         """Held and not expired, with a grace of a tenth of the TTL (at most a minute) for clocks that differ. Any
@@ -184,7 +209,19 @@ class Holder:
 
     def text(self) -> str:
         return json.dumps({"owner": self.owner, "expires": self.expires.isoformat() if self.expires else None,
-                           "ttl": self.ttl, "generation": self.generation})
+                           "ttl": self.ttl, "generation": self.generation,
+                           "checked": self.checked.isoformat() if self.checked else None})
+
+
+def _time(value: Any) -> datetime | None:
+    """An aware time from ISO text, else None (a time without zone, or not a time, means nothing here)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except (ValueError, OverflowError):
+        return None
+    return when if when.tzinfo is not None else None
 
 
 def _now() -> datetime:

@@ -18,7 +18,7 @@ from urllib.parse import quote, unquote
 
 MARKER_PREFIX = "apimsync:1"
 MARKER_MAX = 256  # apiRevisionDescription: maxLength 256 (definitions.json, ApiRevisionContract)
-_MARKER = re.compile(r"apimsync:1 ws=(\S*) ep=(\S*) spec=(\S*) cfg=(\S*)(?: env=(\S+))?(?: src=(\S+))?")
+_MARKER = re.compile(r"apimsync:1 ws=(\S*) ep=(\S*) spec=(\S*) cfg=(\S*)(?: env=(\S+))?(?: src=(\S+))?(?: pol=(\S+))?")
 
 
 def short_hash(value: Any) -> str:
@@ -37,13 +37,15 @@ class Marker:
     settings: str
     environment: str = ""  # the configuration's environment (--env), when it has one
     source: str = ""  # fingerprint of what determined the spec: when it is unchanged, the spec is not fetched again
+    policy: str = ""  # hash of the policy apimsync wrote: between drift checks it stands for the policy itself
 
     def __str__(self) -> str:
         # fields are percent-encoded and the whole text must match one fixed shape, so no name can add a field
-        values = (self.workspace, self.endpoint, self.spec, self.settings, self.environment, self.source)
-        ws, ep, spec, cfg, env, src = (quote(v, safe="", errors="surrogatepass") for v in values)
+        values = (self.workspace, self.endpoint, self.spec, self.settings, self.environment, self.source,
+                  self.policy)
+        ws, ep, spec, cfg, env, src, pol = (quote(v, safe="", errors="surrogatepass") for v in values)
         return (f"{MARKER_PREFIX} ws={ws} ep={ep} spec={spec} cfg={cfg}" + (f" env={env}" if env else "")
-                + (f" src={src}" if src else ""))
+                + (f" src={src}" if src else "") + (f" pol={pol}" if pol else ""))
 
     @classmethod
     def parse(cls, text: str | None) -> Marker | None:
@@ -104,7 +106,7 @@ class DesiredApi:
     def marker(self) -> Marker:
         spec = short_hash(self.spec_json) if self.spec_json is not None else self.spec_hash
         return Marker(self.workspace, self.endpoint, spec, short_hash(self.settings_dict()), self.environment,
-                      self.source)
+                      self.source, short_hash(self.policy_xml))
 
     def settings_dict(self) -> dict[str, Any]:
         s = self.settings
@@ -123,7 +125,8 @@ class ActualApi:
     settings: ApiSettingsView
     revision: str = "1"
     revision_description: str | None = None
-    policy_xml: str | None = None  # read only for owned APIs
+    policy_xml: str | None = None  # read only for owned APIs, and only on a drift check once the marker has pol=
+    policy_unread: bool = False  # not read this run (between drift checks): the marker's policy hash stands for it
     products: frozenset[str] = frozenset()
     tags: frozenset[str] = frozenset()
 

@@ -178,6 +178,10 @@ class Settings:
                                    choices=("in-place", "revision"))
     lock_ttl_seconds: int = setting(900, "the sync lock expires by itself after this (a running sync renews it "
                                          "every third of this)", bounds=(1, MAX_LOCK_TTL))
+    drift_check_hours: float = setting(24.0, "how often a run reads every API's policy to find edits made outside "
+                                             "apimsync (between checks a policy is trusted to be what apimsync last "
+                                             "wrote, recorded in the API's marker; `--refresh` checks now; 0: every "
+                                             "run)", bounds=(0, None))
     origin: str = field(default="<settings>")  # the file read (set by the loader)
     environment: str | None = field(default=None)  # the entry of `environments:` applied (--env / APIMSYNC_ENV)
 

@@ -119,11 +119,15 @@ class DatabricksSource:
                 out.append(Invalid(self.workspace.name, name if isinstance(name, str) else f"#{i}", str(exc)))
         return out
 
-    def fetch(self, endpoint: Endpoint, unchanged: Callable[[Endpoint], object] | None = None) -> Fetched:
-        """Details (route optimisation, id) and the OpenAPI spec of one endpoint; where Databricks serves no spec
-        and the endpoint's task has a known shape, a synthesized one. ``unchanged(endpoint)`` true: the published
-        API still holds, and neither the details (asked first, with the endpoint as listed) nor the spec (asked
-        again after the details) are read."""
+    def fetch(self, endpoint: Endpoint, unchanged: Callable[[Endpoint], object] | None = None, *,
+              details: bool = False) -> Fetched:
+        """The OpenAPI spec of one endpoint, and its details where the list does not say enough; where Databricks
+        serves no spec and the endpoint's task has a known shape, a synthesized one. ``unchanged(endpoint)`` true:
+        the published API still holds, and nothing more is read.
+
+        The details are read for a route-optimized endpoint (its dedicated URL and token scope are there only:
+        the list says route_optimized, never where), with ``details`` (a pipeline reads the config version, which
+        the list does not carry), and when the spec is missing (a vanished endpoint answers 404 there too)."""
         from databricks.sdk.errors import DatabricksError
 
         from apimsync.files import MAX_SPEC_BYTES
@@ -134,33 +138,25 @@ class DatabricksSource:
             # checked before the name becomes part of a URL: "../x" or "a?b" must never address something else
             return Fetched(endpoint, error="the name is outside Databricks' endpoint name characters (letters, digits, "
                                            "'-', '_'); refused before it reaches a URL")
-        # a route-optimized endpoint's dedicated URL (its backend) and token scope are in its details only: the
-        # list says route_optimized, never where (Databricks' list carries no endpoint_url)
-        needs_details = endpoint.route_optimized and not endpoint.endpoint_url
+        needs_details = details or (endpoint.route_optimized and not endpoint.endpoint_url)
         if unchanged is not None and not needs_details and unchanged(endpoint):
             return Fetched(endpoint, reused=True)
-        try:
-            detail = self.client.api_client.do("GET", f"/api/2.0/serving-endpoints/{endpoint.name}")
-        except DatabricksError as exc:
-            if _status_of(exc) == 404:
-                return Fetched(endpoint, skip_reason=f"the endpoint disappeared since it was listed ({_one_line(exc)})")
-            return Fetched(endpoint, error=f"reading the endpoint: {_one_line(exc)}")
-        except Exception as exc:  # timeouts, connection errors: the SDK already retried
-            return Fetched(endpoint, error=f"reading the endpoint: {_one_line(exc)}")
-        try:
-            if not isinstance(detail, dict) or detail.get("name") != endpoint.name:
-                raise SourceError(f"name: asked for '{endpoint.name}', got "
-                                  f"{describe_kind(detail.get('name') if isinstance(detail, dict) else detail)}")
-            endpoint = Endpoint.from_api(endpoint.workspace, endpoint.host, {**detail, "tags": detail.get(
-                "tags") or [{"key": k, "value": v} for k, v in endpoint.tags.items()]})
-        except SourceError as exc:
-            return Fetched(endpoint, error=f"the endpoint's details: {exc}")
-        if unchanged is not None and unchanged(endpoint):
-            return Fetched(endpoint, reused=True)
+        if needs_details:
+            read = self._details(endpoint)
+            if isinstance(read, Fetched):
+                return read
+            endpoint = read
+            if unchanged is not None and unchanged(endpoint):
+                return Fetched(endpoint, reused=True)
         try:
             raw = self.client.serving_endpoints.get_open_api(endpoint.name).contents
             body = raw.read(MAX_SPEC_BYTES + 1) if raw is not None else b""  # load_spec refuses what is over
         except DatabricksError as exc:
+            if not needs_details and _status_of(exc) == 404:  # no schema, or no endpoint any more?
+                read = self._details(endpoint)
+                if isinstance(read, Fetched):
+                    return read
+                endpoint = read
             if not (means_no_schema(exc) or serves_no_schema(endpoint, exc)):
                 return Fetched(endpoint, error=f"fetching the spec: {_one_line(exc)}")
             task = task_of(endpoint.task)
@@ -174,6 +170,28 @@ class DatabricksSource:
         except SpecError as exc:
             return Fetched(endpoint, error=str(exc))
         return Fetched(endpoint, spec=spec)
+
+    def _details(self, endpoint: Endpoint) -> Endpoint | Fetched:
+        """The endpoint as its detail GET reports it (the listed tags kept when the details carry none), or why
+        not (gone since it was listed: skipped; anything else: failed)."""
+        from databricks.sdk.errors import DatabricksError
+
+        try:
+            detail = self.client.api_client.do("GET", f"/api/2.0/serving-endpoints/{endpoint.name}")
+        except DatabricksError as exc:
+            if _status_of(exc) == 404:
+                return Fetched(endpoint, skip_reason=f"the endpoint disappeared since it was listed ({_one_line(exc)})")
+            return Fetched(endpoint, error=f"reading the endpoint: {_one_line(exc)}")
+        except Exception as exc:  # timeouts, connection errors: the SDK already retried
+            return Fetched(endpoint, error=f"reading the endpoint: {_one_line(exc)}")
+        try:
+            if not isinstance(detail, dict) or detail.get("name") != endpoint.name:
+                raise SourceError(f"name: asked for '{endpoint.name}', got "
+                                  f"{describe_kind(detail.get('name') if isinstance(detail, dict) else detail)}")
+            return Endpoint.from_api(endpoint.workspace, endpoint.host, {**detail, "tags": detail.get(
+                "tags") or [{"key": k, "value": v} for k, v in endpoint.tags.items()]})
+        except SourceError as exc:
+            return Fetched(endpoint, error=f"the endpoint's details: {exc}")
 
 
 def means_no_schema(exc: Exception) -> bool:

@@ -30,6 +30,9 @@ def reasons(desired: DesiredApi, actual: ActualApi) -> tuple[list[str], bool]:
         out.append(f"source moved to {want.workspace}/{want.endpoint}")
     if marker is not None and marker.environment != want.environment:
         out.append(f"adopted by environment {want.environment}")
+    if marker is not None and marker.policy != want.policy:
+        # the policy's hash goes with the API (its marker): written when the policy is, read instead of it
+        out.append("policy recorded")
     if not out and marker is not None and want.source and marker.source != want.source:
         # the spec is the same, but what determines it moved (or a marker from before fingerprints): record it
         # once, so the next run need not fetch the spec again

@@ -1,4 +1,5 @@
-"""API policies: read and written as ``xml`` (XML-encoded), compared in canonical form."""
+"""API policies: read and written as ``xml`` (XML-encoded), compared in canonical form; the hash of the one
+apimsync wrote is kept in the API's marker, so a run between drift checks need not read it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from apimsync.model import ActualApi, DesiredApi
 
 def reasons(desired: DesiredApi, actual: ActualApi) -> list[str]:
     """Why an API's policy must be written: missing, or different from the rendered template once both are in
-    canonical form (an edit in the portal reorders attributes and whitespace without changing anything)."""
+    canonical form (an edit in the portal reorders attributes and whitespace without changing anything). Between
+    drift checks the policy is not read: the hash in the API's marker stands for it."""
+    if actual.policy_unread:
+        recorded = actual.marker.policy if actual.marker is not None else ""
+        return [] if recorded and recorded == desired.marker.policy else ["policy changed"]
     if actual.policy_xml is None:
         return ["policy missing"]
     if actual.policy_xml != desired.policy_xml and actual.policy_form != desired.policy_form:

@@ -107,7 +107,7 @@ def _contend(box: Sandbox, name: str, runs: int = 2) -> tuple[list[tuple[ApimTar
     errors: list[Exception] = []
 
     def take(apim: ApimTarget) -> None:
-        apim.lock.pause = 0.05
+        apim.lock.pause = 0.15  # the default is 0.3: a creation that raced ours lands within it, even under load
         barrier.wait()
         try:
             held.append((apim, apim.lock.acquire(name, 60)))
@@ -368,4 +368,11 @@ def test_a_name_never_becomes_a_path_of_its_own(sandbox: Sandbox, name: str) -> 
     assert len(api_ids(sandbox)) == READY, "every other endpoint is published"
     after = sandbox.databricks.stats()["by_route"]
     fetched = READY + 1  # the no-signature endpoint is fetched, then skipped
-    assert after["get"] - before["get"] == after["openapi"] - before["openapi"] == fetched, "none for the hostile"
+    assert after["openapi"] - before["openapi"] == fetched, "none for the hostile"
+    # details only where the list does not say enough: route-optimized endpoints, and those without a spec (gone
+    # since the list, or serving none: a custom model without a signature, an Agent Bricks endpoint)
+    listed = [sandbox.databricks.endpoint_and_spec(n) for n in sandbox.databricks.endpoint_names() if n != name]
+    needing = [item for item, spec in listed if item and (item.get("state") or {}).get("ready") == "READY"
+               and item.get("endpoint_type") != "FOUNDATION_MODEL_API"  # not selected by default
+               and (item.get("route_optimized") or spec is None)]
+    assert after["get"] - before["get"] == len(needing) >= 2
