@@ -28,7 +28,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-CONFLICT_RETRIES = 4
+# 409 PessimisticConcurrencyConflict: another operation on the entity is running; an import of a large spec holds
+# its API for minutes (340-670 KB: over 7.5 minutes, Azure/apiops-cli#251), so a write waits that long, backing off
+CONFLICT_WAIT_S = 900.0
+CONFLICT_MAX_DELAY_S = 60.0
 
 
 def location_poller(interval: float) -> Any:
@@ -128,22 +131,28 @@ class Arm:
         return result[0], result[1]
 
     def call(self, what: str, func: Callable[[], T]) -> T:
-        """Run one SDK call; 409 PessimisticConcurrencyConflict (an operation on the API still running) is retried
-        with back-off, everything else the SDK's own retry policy already handled becomes a TargetError."""
+        """Run one SDK call; 409 PessimisticConcurrencyConflict (an operation on the entity still running) is
+        retried with back-off for up to ``CONFLICT_WAIT_S``, everything else the SDK's own retry policy already
+        handled becomes a TargetError. The other APIs go on meanwhile: each waits on its own worker."""
         from azure.core.exceptions import AzureError, HttpResponseError
 
-        for attempt in range(CONFLICT_RETRIES + 1):
+        deadline = time.monotonic() + CONFLICT_WAIT_S
+        attempt = 0
+        while True:
             try:
                 return func()
             except HttpResponseError as exc:
                 code = getattr(getattr(exc, "error", None), "code", None)
-                if exc.status_code == 409 and code == "PessimisticConcurrencyConflict" and attempt < CONFLICT_RETRIES:
-                    time.sleep(max(self.settings.polling_interval, 0.05) * 2**attempt)
+                delay = min(CONFLICT_MAX_DELAY_S, max(self.settings.polling_interval, 0.05) * 2**attempt)
+                if exc.status_code == 409 and code == "PessimisticConcurrencyConflict" \
+                        and time.monotonic() + delay < deadline:
+                    log.info("%s: another operation on it is still running; trying again in %.1f s", what, delay)
+                    time.sleep(delay)
+                    attempt += 1
                     continue
                 raise TargetError(f"{what}: {describe_error(exc)}") from exc
             except AzureError as exc:
                 raise TargetError(f"{what}: {describe_error(exc)}") from exc
-        raise AssertionError("unreachable")
 
 
 class ArmResource:

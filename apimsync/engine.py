@@ -266,10 +266,11 @@ class Engine:
     # -- apply -----------------------------------------------------------------------------------
 
     def apply(self, plan: Plan, *, force_lock: bool = False, applier: Applier | None = None,
-              checked: datetime | None = None) -> Report:
+              checked: datetime | None = None, record: bool = False) -> Report:
         """Apply a plan (what of it ``applier`` has not already started) under the service-wide lock, taken
         before the first write, so a run with nothing to write takes no lock. ``checked``: the plan read every
-        policy then; the lock keeps the time (in its release, or in a write of its own when no lock was taken)."""
+        policy then; the lock keeps the time in its release. A run that took no lock writes nothing, unless
+        ``record``: the drift check was due by the schedule, and its time must be kept (one write per check)."""
         started = time.monotonic()
         report = Report(plan)
         applier = applier or self._applier(force_lock)
@@ -281,7 +282,7 @@ class Engine:
         finally:
             if applier.ticket is not None:
                 self.apim.lock.release(self.lock_name, applier.ticket, checked if clean else None)
-            elif checked is not None and clean:
+            elif checked is not None and clean and record:
                 self.apim.lock.record_check(self.lock_name, checked)
         if applier.error is not None:
             raise applier.error
@@ -316,7 +317,8 @@ class Engine:
         # says when every policy was last read
         lock = self.apim.lock.state(self.lock_name)
         generation = None if dry_run else lock.generation
-        drift_check = self._drift_check_due(refresh, lock)
+        due = self._drift_check_due(False, lock)  # by the schedule (refresh checks too, but off the schedule)
+        drift_check = refresh or due
         # creates and updates start while the plan is made, unless someone must see the whole plan first
         applier = None if dry_run or reviewed is not None else self._applier(force_lock, generation)
         try:
@@ -339,7 +341,7 @@ class Engine:
         else:
             # a drift check compared every policy (and repaired what was not apimsync's): the lock keeps its time
             checked = datetime.now(timezone.utc) if drift_check and only is None else None
-            report = self.apply(plan, force_lock=force_lock,
-                                applier=applier or self._applier(force_lock, generation), checked=checked)
+            report = self.apply(plan, force_lock=force_lock, applier=applier or self._applier(force_lock, generation),
+                                checked=checked, record=due)
         report.seconds = time.monotonic() - started
         return report

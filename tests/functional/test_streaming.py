@@ -60,7 +60,7 @@ def test_a_streamed_sync_applies_exactly_the_plan(sandbox: Sandbox) -> None:
 
 def test_a_plan_that_fails_after_writes_began_releases_the_lock(sandbox: Sandbox) -> None:
     """A new API is written while the plan is still being made; when the plan then fails (APIM refuses to show a
-    policy), what was started finishes, nothing more starts, and the lock is released."""
+    policy on a drift check), what was started finishes, nothing more starts, and the lock is released."""
     import pytest
 
     from apimsync.errors import TargetError
@@ -71,7 +71,7 @@ def test_a_plan_that_fails_after_writes_began_releases_the_lock(sandbox: Sandbox
     sandbox.databricks.put_endpoint({**item, "name": "churn-classifier-2", "id": "churn2"}, spec)
     sandbox.apim.faults.add(FaultRule(method="GET", path="policies/policy$", status=403, count=None))
     with pytest.raises(TargetError, match="policy"):
-        sandbox.engine().sync()
+        sandbox.engine().sync(refresh=True)  # a drift check: every policy is read
     client, rg, svc = sandbox.apim.client(), sandbox.apim.RESOURCE_GROUP, sandbox.apim.SERVICE
     locks = [json.loads(nv.value) for nv in client.named_value.list_by_service(rg, svc) if "lock" in str(nv.name)]
     assert locks and all(lock["owner"] is None for lock in locks), "the lock is free again"
