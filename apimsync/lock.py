@@ -65,14 +65,16 @@ class SyncLock:
         return self.state(name).generation
 
     def record_check(self, name: str, when: datetime) -> None:
-        """Note in lock ``name`` that a run read every policy at ``when`` (compare-and-swap, whoever holds it;
-        a failure is only logged: the next run checks again)."""
+        """Note in lock ``name`` that a run read every policy at ``when`` (compare-and-swap, whoever holds it; a
+        lock that does not exist yet is left to the next run that takes it; a failure is only logged: the next run
+        checks again)."""
         try:
             for _ in range(3):
                 current = self.store.read_plain(name)
-                held = Holder.parse(current[0]) if current is not None else Holder(None, None)
-                if self.store.write_plain(name, held.but(checked=when).text(),
-                                          if_match=current[1] if current is not None else None):
+                if current is None:  # never created here: a creation cannot be conditional (see the module's text)
+                    return
+                if self.store.write_plain(name, Holder.parse(current[0]).but(checked=when).text(),
+                                          if_match=current[1]):
                     return
         except TargetError as exc:
             log.warning("recording the drift check: %s", exc)
