@@ -61,9 +61,6 @@ class SyncLock:
         current = self.store.read_plain(name)
         return Holder.parse(current[0]) if current is not None else Holder(None, None)
 
-    def generation(self, name: str) -> int:
-        return self.state(name).generation
-
     def record_check(self, name: str, when: datetime) -> None:
         """Note in lock ``name`` that a run read every policy at ``when`` (compare-and-swap, whoever holds it; a
         lock that does not exist yet is left to the next run that takes it; a failure is only logged: the next run
